@@ -1,0 +1,78 @@
+"""breastus: classify breast ultrasound images as normal, benign or malignant.
+
+Train and honestly evaluate ResNet-family CNNs on BUSI-style data, then use the
+trained model anywhere with :class:`Predictor`::
+
+    from breastus import Predictor
+    predictor = Predictor.from_checkpoint("runs/busi/best.pt")
+    print(predictor.predict("scan.png").label)
+
+The layout follows the data flow: :mod:`breastus.data` → :mod:`breastus.transforms`
+→ :mod:`breastus.models` → :mod:`breastus.training` → :mod:`breastus.prediction`
+→ :mod:`breastus.evaluation`. Everything listed in ``__all__`` is public and
+stable; modules whose names start with an underscore are private.
+"""
+
+from breastus._errors import BreastusError as BreastusError
+from breastus._errors import CheckpointError as CheckpointError
+from breastus._errors import ConfigError as ConfigError
+from breastus._errors import DataError as DataError
+from breastus._errors import WeightsUnavailableError as WeightsUnavailableError
+from breastus._pipeline import RunResult as RunResult
+from breastus._pipeline import train_and_evaluate as train_and_evaluate
+from breastus._version import __version__ as __version__
+from breastus.data import DEFAULT_CLASS_NAMES as DEFAULT_CLASS_NAMES
+from breastus.data import Sample as Sample
+from breastus.data import UltrasoundDataset as UltrasoundDataset
+from breastus.data import kfold_indices as kfold_indices
+from breastus.data import train_val_test_split as train_val_test_split
+from breastus.evaluation import ClassificationMetrics as ClassificationMetrics
+from breastus.evaluation import EvaluationResult as EvaluationResult
+from breastus.evaluation import compute_metrics as compute_metrics
+from breastus.evaluation import evaluate as evaluate
+from breastus.models import Checkpoint as Checkpoint
+from breastus.models import ModelInfo as ModelInfo
+from breastus.models import create_model as create_model
+from breastus.models import list_models as list_models
+from breastus.models import load_checkpoint as load_checkpoint
+from breastus.prediction import Prediction as Prediction
+from breastus.prediction import Predictor as Predictor
+from breastus.training import EpochRecord as EpochRecord
+from breastus.training import TrainConfig as TrainConfig
+from breastus.training import Trainer as Trainer
+from breastus.training import TrainHistory as TrainHistory
+from breastus.transforms import eval_transform as eval_transform
+from breastus.transforms import train_transform as train_transform
+
+__all__ = [
+    "DEFAULT_CLASS_NAMES",
+    "BreastusError",
+    "Checkpoint",
+    "CheckpointError",
+    "ClassificationMetrics",
+    "ConfigError",
+    "DataError",
+    "EpochRecord",
+    "EvaluationResult",
+    "ModelInfo",
+    "Prediction",
+    "Predictor",
+    "RunResult",
+    "Sample",
+    "TrainConfig",
+    "TrainHistory",
+    "Trainer",
+    "UltrasoundDataset",
+    "WeightsUnavailableError",
+    "__version__",
+    "compute_metrics",
+    "create_model",
+    "eval_transform",
+    "evaluate",
+    "kfold_indices",
+    "list_models",
+    "load_checkpoint",
+    "train_and_evaluate",
+    "train_transform",
+    "train_val_test_split",
+]

@@ -1,0 +1,7 @@
+"""Allow ``python -m breastus.cli``."""
+
+import sys
+
+from breastus.cli._main import main
+
+sys.exit(main())

@@ -1,0 +1,111 @@
+"""``breastus train``: train on a data folder and report test metrics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from breastus._pipeline import train_and_evaluate
+from breastus.training._config import TrainConfig
+
+NAME = "train"
+HELP = "Train a classifier on a BUSI-style folder (or CSV manifest), then evaluate it on a held-out test split."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``train`` options."""
+    defaults = TrainConfig()
+    parser.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder per class, or a CSV manifest")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder for checkpoints and history")
+    parser.add_argument(
+        "--model", default=defaults.model, help="model name, e.g. resnet18, timm/resnet50, tf_efficientnet_lite0"
+    )
+    parser.add_argument(
+        "--pretrained",
+        default=defaults.pretrained,
+        metavar="none|imagenet|PATH",
+        help="initial weights: none (random), imagenet (download or packaged), or a local weights file",
+    )
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs")
+    parser.add_argument("--image-size", type=int, default=defaults.image_size, help="square input side in pixels")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per training step")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="initial learning rate")
+    parser.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default=defaults.optimizer, help="optimizer")
+    parser.add_argument(
+        "--scheduler",
+        choices=["multistep", "cosine", "onecycle", "none"],
+        default=defaults.scheduler,
+        help="learning-rate schedule (multistep: x0.1 at 50%% and 75%% of the epochs)",
+    )
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="weight decay")
+    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing, help="label smoothing")
+    parser.add_argument(
+        "--class-weights", choices=["none", "balanced"], default="none", help="cross-entropy class weights"
+    )
+    parser.add_argument(
+        "--early-stopping",
+        type=int,
+        default=None,
+        metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a better validation macro-F1",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed, help="seed for initialisation, shuffling, augmentation and split"
+    )
+    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--workers", type=int, default=defaults.num_workers, help="DataLoader worker processes")
+    parser.add_argument("--val-size", type=float, default=defaults.val_size, help="validation fraction")
+    parser.add_argument("--test-size", type=float, default=defaults.test_size, help="test fraction")
+    parser.add_argument(
+        "--no-group-duplicates",
+        action="store_true",
+        help="allow near-duplicate images in different splits (leaky; for comparison only)",
+    )
+    parser.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN_DIR from its last.pt")
+    parser.add_argument("--json", metavar="FILE", help="also write the test metrics to FILE")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` described by parsed ``train`` options."""
+    return TrainConfig(
+        model=args.model,
+        pretrained=args.pretrained,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        scheduler=args.scheduler,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        class_weights=None if args.class_weights == "none" else args.class_weights,
+        early_stopping_patience=args.early_stopping,
+        seed=args.seed,
+        device=args.device,
+        num_workers=args.workers,
+        val_size=args.val_size,
+        test_size=args.test_size,
+        group_duplicates=not args.no_group_duplicates,
+        amp=not args.no_amp,
+        progress=not args.no_progress,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, evaluate on the test split and print the metrics."""
+    config = config_from_args(args)
+    result = train_and_evaluate(args.data_dir, args.out, config, resume=args.resume)
+    history = result.history
+    print(
+        f"Trained {config.model} for {len(history.records)} epoch(s); best validation macro-F1 "
+        f"{history.best_score:.3f} at epoch {history.best_epoch}."
+    )
+    print(f"Checkpoints and history: {result.run_dir}")
+    print(f"Test metrics (best checkpoint, {len(result.split.test)} held-out images, duplicates kept together):")
+    print(result.test.metrics.summary())
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(result.test.metrics.to_dict(), handle, indent=2)
+    return 0

@@ -1,0 +1,31 @@
+"""Data: image decoding, dataset discovery, duplicate detection and splits."""
+
+from breastus.data._cache import ImageCache as ImageCache
+from breastus.data._dataset import DEFAULT_CLASS_NAMES as DEFAULT_CLASS_NAMES
+from breastus.data._dataset import Sample as Sample
+from breastus.data._dataset import UltrasoundDataset as UltrasoundDataset
+from breastus.data._dataset import discover_folder as discover_folder
+from breastus.data._dataset import read_manifest as read_manifest
+from breastus.data._duplicates import DEFAULT_HASH_THRESHOLD as DEFAULT_HASH_THRESHOLD
+from breastus.data._duplicates import duplicate_groups as duplicate_groups
+from breastus.data._io import load_image as load_image
+from breastus.data._io import load_mask as load_mask
+from breastus.data._splits import Split as Split
+from breastus.data._splits import kfold_indices as kfold_indices
+from breastus.data._splits import train_val_test_split as train_val_test_split
+
+__all__ = [
+    "DEFAULT_CLASS_NAMES",
+    "DEFAULT_HASH_THRESHOLD",
+    "ImageCache",
+    "Sample",
+    "Split",
+    "UltrasoundDataset",
+    "discover_folder",
+    "duplicate_groups",
+    "kfold_indices",
+    "load_image",
+    "load_mask",
+    "read_manifest",
+    "train_val_test_split",
+]

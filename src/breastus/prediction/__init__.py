@@ -1,0 +1,8 @@
+"""Prediction: classify images with a trained checkpoint."""
+
+from breastus.prediction._predictor import ImageInput as ImageInput
+from breastus.prediction._predictor import Prediction as Prediction
+from breastus.prediction._predictor import Predictor as Predictor
+from breastus.prediction._predictor import iter_images as iter_images
+
+__all__ = ["ImageInput", "Prediction", "Predictor", "iter_images"]

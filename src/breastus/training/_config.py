@@ -1,0 +1,185 @@
+"""TrainConfig: every choice of a training run, validated when it is created."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+from breastus._errors import ConfigError
+from breastus.data._dataset import DEFAULT_CLASS_NAMES
+from breastus.data._duplicates import DEFAULT_HASH_THRESHOLD
+
+OptimizerName = Literal["adam", "adamw", "sgd"]
+SchedulerName = Literal["multistep", "cosine", "onecycle", "none"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of a training run. Defaults are the original BUSI recipe.
+
+    The original project fine-tuned torchvision ResNet-18 with initial learning
+    rate 0.001, a MultiStep schedule, batch size 32 and cross-entropy loss; those
+    are the defaults here. Values are validated in ``__post_init__``: an invalid
+    value raises :class:`~breastus.ConfigError` when the config is created.
+
+    Parameters
+    ----------
+    model : str, default="resnet18"
+        Any name :func:`~breastus.create_model` accepts.
+    pretrained : str or None, default="imagenet"
+        ``"imagenet"``, ``"none"``/``None`` or a weights file path.
+    image_size : int, default=224
+        Square input side in pixels.
+    epochs : int, default=20
+    batch_size : int, default=32
+    lr : float, default=1e-3
+        Initial (for ``onecycle``: peak) learning rate.
+    optimizer : {"adam", "adamw", "sgd"}, default="adam"
+    momentum : float, default=0.9
+        SGD momentum.
+    weight_decay : float, default=0.0
+    scheduler : {"multistep", "cosine", "onecycle", "none"}, default="multistep"
+    milestones : tuple of int, optional
+        MultiStep epochs at which the rate is multiplied by ``gamma``; default at
+        50 % and 75 % of ``epochs``.
+    gamma : float, default=0.1
+    label_smoothing : float, default=0.0
+    class_weights : "balanced", tuple of float or None, default=None
+        Cross-entropy class weights; ``"balanced"`` uses n_samples / (n_classes · count).
+    early_stopping_patience : int, optional
+        Stop after this many epochs without a better validation macro-F1.
+    seed : int, default=0
+        Seeds initialisation, shuffling, augmentation and the data split.
+    device : str, default="auto"
+        ``"auto"`` (CUDA → MPS → CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+    amp : bool, default=True
+        Mixed precision (bfloat16 where supported, else float16) on CUDA; ignored elsewhere.
+    num_workers : int, default=0
+        DataLoader worker processes (0 suits small CPUs with the image cache on).
+    cache_images : bool, default=True
+        Decode and resize each image once (see :class:`~breastus.data.ImageCache`).
+    channels_last : bool, default=True
+        Use the channels-last memory format (faster convolutions on CPU and GPU).
+    class_names : tuple of str, default=("benign", "malignant", "normal")
+    val_size, test_size : float, default=0.1, 0.2
+        Fractions held out by :func:`~breastus.train_and_evaluate`.
+    group_duplicates : bool, default=True
+        Keep exact and near-duplicate images in one part of every split.
+    duplicate_threshold : int, default=6
+        Perceptual-hash distance for near-duplicates (see :func:`~breastus.data.duplicate_groups`).
+    progress : bool, default=True
+        Show tqdm progress bars.
+
+    """
+
+    model: str = "resnet18"
+    pretrained: str | None = "imagenet"
+    image_size: int = 224
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: OptimizerName = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    scheduler: SchedulerName = "multistep"
+    milestones: tuple[int, ...] | None = None
+    gamma: float = 0.1
+    label_smoothing: float = 0.0
+    class_weights: str | tuple[float, ...] | None = None
+    early_stopping_patience: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_workers: int = 0
+    cache_images: bool = True
+    channels_last: bool = True
+    class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES
+    val_size: float = 0.1
+    test_size: float = 0.2
+    group_duplicates: bool = True
+    duplicate_threshold: int = DEFAULT_HASH_THRESHOLD
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        def fail(name: str, allowed: str) -> None:
+            raise ConfigError(
+                f"The {name!r} parameter of TrainConfig must be {allowed}. Got {getattr(self, name)!r} instead."
+            )
+
+        def positive_int(name: str, minimum: int = 1) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                fail(name, f"an int >= {minimum}")
+
+        positive_int("epochs")
+        positive_int("batch_size")
+        positive_int("image_size", 8)
+        positive_int("num_workers", 0)
+        positive_int("duplicate_threshold", -1)
+        if not isinstance(self.seed, int):
+            fail("seed", "an int")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            fail("lr", "a float in the range (0, inf)")
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            fail("optimizer", "one of 'adam', 'adamw', 'sgd'")
+        if self.scheduler not in ("multistep", "cosine", "onecycle", "none"):
+            fail("scheduler", "one of 'multistep', 'cosine', 'onecycle', 'none'")
+        if not self.weight_decay >= 0:
+            fail("weight_decay", "a float >= 0")
+        if not 0 <= self.momentum < 1:
+            fail("momentum", "a float in the range [0, 1)")
+        if not 0 < self.gamma <= 1:
+            fail("gamma", "a float in the range (0, 1]")
+        if not 0 <= self.label_smoothing < 1:
+            fail("label_smoothing", "a float in the range [0, 1)")
+        if self.milestones is not None and (
+            not all(isinstance(m, int) and m > 0 for m in self.milestones)
+            or list(self.milestones) != sorted(self.milestones)
+        ):
+            fail("milestones", "an increasing tuple of positive ints")
+        if self.early_stopping_patience is not None and (
+            not isinstance(self.early_stopping_patience, int) or self.early_stopping_patience < 1
+        ):
+            fail("early_stopping_patience", "None or an int >= 1")
+        if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
+            fail("class_names", "a tuple of at least 2 unique names")
+        if isinstance(self.class_weights, str):
+            if self.class_weights != "balanced":
+                fail("class_weights", "None, 'balanced' or one positive float per class")
+        elif self.class_weights is not None and (
+            len(self.class_weights) != len(self.class_names) or any(w <= 0 for w in self.class_weights)
+        ):
+            fail("class_weights", f"None, 'balanced' or {len(self.class_names)} positive floats")
+        if not 0 < self.test_size <= 0.5:
+            fail("test_size", "a float in the range (0, 0.5]")
+        if not 0 < self.val_size <= 0.5:
+            fail("val_size", "a float in the range (0, 0.5]")
+
+    @property
+    def resolved_milestones(self) -> list[int]:
+        """MultiStep milestones, defaulting to 50 % and 75 % of the epochs."""
+        if self.milestones is not None:
+            return list(self.milestones)
+        return sorted({max(1, self.epochs // 2), max(1, (3 * self.epochs) // 4)})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (lists for tuples), for checkpoints and JSON."""
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, tuple):
+                data[key] = list(value)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`~breastus.ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"Unknown TrainConfig field(s) {sorted(unknown)}; known fields are {sorted(known)}.")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)  # type: ignore[arg-type]
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied (and validated)."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes})

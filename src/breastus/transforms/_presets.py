@@ -1,0 +1,102 @@
+"""Train and evaluation transform presets (torchvision.transforms.v2).
+
+Both presets take the ``uint8`` grayscale tensor ``(1, H, W)`` that
+:class:`~breastus.UltrasoundDataset` yields (or a PIL image) and return a
+normalised ``float32`` tensor ``(3, size, size)``: the single ultrasound channel
+is repeated three times so that ImageNet-pretrained stems apply unchanged, and it
+is normalised with the mean and standard deviation of the model's pretrained
+configuration (:class:`~breastus.models.ModelInfo`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torchvision.transforms import v2
+
+
+def _to_rgb(image: torch.Tensor) -> torch.Tensor:
+    """Repeat a single-channel image to three channels (three-channel input is kept)."""
+    if image.shape[-3] == 3:
+        return image
+    return image[..., :1, :, :].expand(*image.shape[:-3], 3, *image.shape[-2:]).contiguous()
+
+
+class ToThreeChannels(v2.Transform):  # type: ignore[misc]
+    """Repeat the single grayscale channel to three channels."""
+
+    def transform(self, inpt: torch.Tensor, params: dict[str, object]) -> torch.Tensor:
+        return _to_rgb(inpt)
+
+
+def _check_size(image_size: int) -> int:
+    if not isinstance(image_size, int) or image_size < 8:
+        raise ValueError(f"image_size must be an int >= 8. Got {image_size!r} instead.")
+    return image_size
+
+
+def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
+    """Deterministic preprocessing for validation, test and prediction.
+
+    Resizes to ``image_size`` × ``image_size`` (antialiased bilinear), repeats the
+    grayscale channel, scales to [0, 1] and normalises.
+
+    Parameters
+    ----------
+    image_size : int
+        Output side in pixels.
+    mean, std : sequence of float
+        Per-channel normalisation (three values).
+
+    Returns
+    -------
+    torchvision.transforms.v2.Compose
+
+    """
+    size = _check_size(image_size)
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize((size, size), antialias=True),
+            ToThreeChannels(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean=list(mean), std=list(std)),
+        ]
+    )
+
+
+def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
+    """Augmenting preprocessing for training.
+
+    A random resized crop (70–100 % of the area, aspect 0.8–1.25), horizontal
+    flip, mild affine change (±10°, ±5 % shift, 95–105 % scale) and brightness and
+    contrast jitter (±20 %), then the same channel handling and normalisation as
+    :func:`eval_transform`. Vertical flips are left out: depth runs downwards in an
+    ultrasound frame.
+
+    Parameters
+    ----------
+    image_size : int
+        Output side in pixels.
+    mean, std : sequence of float
+        Per-channel normalisation (three values).
+
+    Returns
+    -------
+    torchvision.transforms.v2.Compose
+
+    """
+    size = _check_size(image_size)
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RandomResizedCrop((size, size), scale=(0.7, 1.0), ratio=(0.8, 1.25), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.95, 1.05)),
+            v2.ColorJitter(brightness=0.2, contrast=0.2),
+            ToThreeChannels(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean=list(mean), std=list(std)),
+        ]
+    )
