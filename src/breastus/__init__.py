@@ -22,14 +22,26 @@ from breastus._pipeline import RunResult as RunResult
 from breastus._pipeline import train_and_evaluate as train_and_evaluate
 from breastus._version import __version__ as __version__
 from breastus.data import DEFAULT_CLASS_NAMES as DEFAULT_CLASS_NAMES
+from breastus.data import AuditReport as AuditReport
 from breastus.data import Sample as Sample
 from breastus.data import UltrasoundDataset as UltrasoundDataset
+from breastus.data import audit as audit
 from breastus.data import kfold_indices as kfold_indices
 from breastus.data import train_val_test_split as train_val_test_split
+from breastus.evaluation import BinaryMetrics as BinaryMetrics
 from breastus.evaluation import ClassificationMetrics as ClassificationMetrics
+from breastus.evaluation import CVResult as CVResult
 from breastus.evaluation import EvaluationResult as EvaluationResult
+from breastus.evaluation import compute_binary_metrics as compute_binary_metrics
 from breastus.evaluation import compute_metrics as compute_metrics
+from breastus.evaluation import cross_validate as cross_validate
 from breastus.evaluation import evaluate as evaluate
+from breastus.evaluation import expected_calibration_error as expected_calibration_error
+from breastus.evaluation import fit_temperature as fit_temperature
+from breastus.explain import LocalisationReport as LocalisationReport
+from breastus.explain import evaluate_localisation as evaluate_localisation
+from breastus.explain import save_overlay as save_overlay
+from breastus.export import export_model as export_model
 from breastus.models import Checkpoint as Checkpoint
 from breastus.models import ModelInfo as ModelInfo
 from breastus.models import create_model as create_model
@@ -37,16 +49,21 @@ from breastus.models import list_models as list_models
 from breastus.models import load_checkpoint as load_checkpoint
 from breastus.prediction import Prediction as Prediction
 from breastus.prediction import Predictor as Predictor
+from breastus.reporting import write_model_card as write_model_card
 from breastus.training import EpochRecord as EpochRecord
 from breastus.training import TrainConfig as TrainConfig
 from breastus.training import Trainer as Trainer
 from breastus.training import TrainHistory as TrainHistory
+from breastus.transforms import Preprocessing as Preprocessing
 from breastus.transforms import eval_transform as eval_transform
 from breastus.transforms import train_transform as train_transform
 
 __all__ = [
     "DEFAULT_CLASS_NAMES",
+    "AuditReport",
+    "BinaryMetrics",
     "BreastusError",
+    "CVResult",
     "Checkpoint",
     "CheckpointError",
     "ClassificationMetrics",
@@ -54,9 +71,11 @@ __all__ = [
     "DataError",
     "EpochRecord",
     "EvaluationResult",
+    "LocalisationReport",
     "ModelInfo",
     "Prediction",
     "Predictor",
+    "Preprocessing",
     "RunResult",
     "Sample",
     "TrainConfig",
@@ -65,14 +84,23 @@ __all__ = [
     "UltrasoundDataset",
     "WeightsUnavailableError",
     "__version__",
+    "audit",
+    "compute_binary_metrics",
     "compute_metrics",
     "create_model",
+    "cross_validate",
     "eval_transform",
     "evaluate",
+    "evaluate_localisation",
+    "expected_calibration_error",
+    "export_model",
+    "fit_temperature",
     "kfold_indices",
     "list_models",
     "load_checkpoint",
+    "save_overlay",
     "train_and_evaluate",
     "train_transform",
     "train_val_test_split",
+    "write_model_card",
 ]

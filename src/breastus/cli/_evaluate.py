@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from breastus._errors import ConfigError
 from breastus.data._dataset import UltrasoundDataset
+from breastus.evaluation._binary import compute_binary_metrics
+from breastus.evaluation._calibration import expected_calibration_error
 from breastus.evaluation._evaluate import evaluate
+from breastus.evaluation._plots import write_evaluation_plots
 from breastus.prediction._predictor import Predictor
+from breastus.training._history import read_history
 
 NAME = "evaluate"
 HELP = "Evaluate a trained checkpoint on a labelled folder (class sub-folders may be a subset) or CSV manifest."
@@ -24,6 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--on-error", choices=["raise", "skip"], default="raise", help="what to do with unreadable images"
     )
+    parser.add_argument(
+        "--plots", metavar="DIR", help="write confusion matrix, ROC, reliability and training-curve PNGs to DIR"
+    )
+    parser.add_argument(
+        "--positive",
+        metavar="CLASS",
+        default=None,
+        help="class of the one-vs-rest AUC and sensitivity at fixed specificity (default: malignant, if a class)",
+    )
+    parser.add_argument("--specificity", type=float, default=0.9, help="specificity at which sensitivity is reported")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,9 +48,30 @@ def run(args: argparse.Namespace) -> int:
     dataset = UltrasoundDataset.from_path(args.data_dir, predictor.class_names, on_error=args.on_error)
     result = evaluate(predictor, dataset)
     print(result.metrics.summary())
+    positive = args.positive or ("malignant" if "malignant" in predictor.class_names else None)
+    if positive is not None and positive not in predictor.class_names:
+        raise ConfigError(f"--positive must be one of {list(predictor.class_names)}. Got {positive!r} instead.")
+    binary = None
+    if positive is not None:
+        binary = compute_binary_metrics(
+            result.labels, result.probabilities, predictor.class_names, positive, specificity=args.specificity
+        )
+        print(binary.summary())
+    ece = expected_calibration_error(result.probabilities, result.labels)
+    print(f"expected calibration error (15 bins): {ece:.3f} (temperature {predictor.temperature:.3f})")
     if args.json:
+        payload = {**result.metrics.to_dict(), "binary": binary and binary.to_dict(), "ece": ece}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(result.metrics.to_dict(), handle, indent=2)
+            json.dump(payload, handle, indent=2)
     if args.csv:
         result.write_csv(args.csv)
+    if args.plots:
+        source = Path(args.checkpoint)
+        history = (source if source.is_dir() else source.parent) / "history.jsonl"
+        records = read_history(history) if history.is_file() else None
+        written = write_evaluation_plots(
+            args.plots, result.labels, result.probabilities, predictor.class_names, records
+        )
+        print(f"Plots: {', '.join(str(p) for p in written)}")
     return 0

@@ -16,9 +16,9 @@ from types import ModuleType
 
 from breastus._errors import BreastusError
 from breastus._version import __version__
-from breastus.cli import _evaluate, _predict, _train
+from breastus.cli import _audit, _cv, _evaluate, _explain, _export, _predict, _report, _train
 
-COMMANDS: tuple[ModuleType, ...] = (_train, _evaluate, _predict)
+COMMANDS: tuple[ModuleType, ...] = (_train, _evaluate, _predict, _report, _explain, _audit, _cv, _export)
 
 
 def build_parser() -> argparse.ArgumentParser:

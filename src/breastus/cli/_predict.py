@@ -8,6 +8,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from breastus._errors import DataError
+from breastus.data._io import IMAGE_SUFFIXES
 from breastus.prediction._predictor import Prediction, Predictor, iter_images
 
 NAME = "predict"
@@ -43,16 +45,24 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, tta=args.tta, batch_size=args.batch_size)
     predictions = predictor.predict_paths(_expand(args.paths), on_error=args.on_error)
     names = predictor.class_names
+    count = 0
     if args.csv:
         with open(args.csv, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["path", "label", *[f"p_{c}" for c in names]])
-            for p in predictions:
+            for p in predictions:  # one flushed row per image: an interrupted run keeps what it finished
                 writer.writerow([p.path, p.label, *[f"{p.probabilities[c]:.6f}" for c in names]])
                 handle.flush()
-        return 0
-    for p in predictions:
-        print(json.dumps(p.to_dict()) if args.json else _line(p), flush=True)
+                count += 1
+    else:
+        for p in predictions:
+            print(json.dumps(p.to_dict()) if args.json else _line(p), flush=True)
+            count += 1
+    if count == 0:
+        raise DataError(
+            f"No image was classified: {args.paths} hold no readable image file "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))}; lesion masks and hidden files are skipped)."
+        )
     return 0
 
 

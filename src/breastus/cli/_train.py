@@ -7,6 +7,8 @@ import json
 
 from breastus._pipeline import train_and_evaluate
 from breastus.training._config import TrainConfig
+from breastus.training._distributed import is_main_process
+from breastus.transforms._preprocess import Preprocessing
 
 NAME = "train"
 HELP = "Train a classifier on a BUSI-style folder (or CSV manifest), then evaluate it on a held-out test split."
@@ -17,6 +19,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     parser.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder per class, or a CSV manifest")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder for checkpoints and history")
+    add_config_arguments(parser)
+    parser.add_argument("--test-size", type=float, default=defaults.test_size, help="test fraction")
+    parser.add_argument(
+        "--no-group-duplicates",
+        action="store_true",
+        help="allow near-duplicate images in different splits (leaky; for comparison only)",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN_DIR from its last.pt")
+    parser.add_argument("--json", metavar="FILE", help="also write the test metrics to FILE")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options that make a :class:`TrainConfig` (shared by ``train`` and ``cv``)."""
+    defaults = TrainConfig()
     parser.add_argument(
         "--model", default=defaults.model, help="model name, e.g. resnet18, timm/resnet50, tf_efficientnet_lite0"
     )
@@ -55,16 +71,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--workers", type=int, default=defaults.num_workers, help="DataLoader worker processes")
     parser.add_argument("--val-size", type=float, default=defaults.val_size, help="validation fraction")
-    parser.add_argument("--test-size", type=float, default=defaults.test_size, help="test fraction")
-    parser.add_argument(
-        "--no-group-duplicates",
-        action="store_true",
-        help="allow near-duplicate images in different splits (leaky; for comparison only)",
-    )
     parser.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN_DIR from its last.pt")
-    parser.add_argument("--json", metavar="FILE", help="also write the test metrics to FILE")
+    parser.add_argument(
+        "--fov-crop", action="store_true", help="crop each image to its ultrasound field of view (drop borders, text)"
+    )
+    parser.add_argument(
+        "--resize",
+        choices=["stretch", "letterbox"],
+        default=defaults.preprocessing.resize,
+        help="stretch to the square input, or keep the aspect ratio and pad with black",
+    )
+    parser.add_argument(
+        "--intensity",
+        choices=["none", "percentile", "clahe"],
+        default=defaults.preprocessing.intensity,
+        help="intensity standardisation (percentile: 1st-99th percentile to 0-255; clahe needs breastus[preprocess])",
+    )
+    parser.add_argument(
+        "--augmentation",
+        choices=["default", "scanner"],
+        default=defaults.augmentation,
+        help="training augmentation; scanner adds gain, gamma, speckle, blur, resolution and depth changes",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -86,10 +115,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         device=args.device,
         num_workers=args.workers,
         val_size=args.val_size,
-        test_size=args.test_size,
-        group_duplicates=not args.no_group_duplicates,
+        test_size=getattr(args, "test_size", TrainConfig().test_size),
+        group_duplicates=not getattr(args, "no_group_duplicates", False),
         amp=not args.no_amp,
         progress=not args.no_progress,
+        preprocessing=Preprocessing(
+            crop=getattr(args, "fov_crop", False),
+            resize=getattr(args, "resize", "stretch"),
+            intensity=getattr(args, "intensity", "none"),
+        ),
+        augmentation=getattr(args, "augmentation", "default"),
     )
 
 
@@ -97,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
     """Train, evaluate on the test split and print the metrics."""
     config = config_from_args(args)
     result = train_and_evaluate(args.data_dir, args.out, config, resume=args.resume)
+    if not is_main_process():  # under torchrun, rank 0 alone reports
+        return 0
     history = result.history
     print(
         f"Trained {config.model} for {len(history.records)} epoch(s); best validation macro-F1 "

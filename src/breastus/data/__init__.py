@@ -1,5 +1,8 @@
 """Data: image decoding, dataset discovery, duplicate detection and splits."""
 
+from breastus.data._audit import AuditImage as AuditImage
+from breastus.data._audit import AuditReport as AuditReport
+from breastus.data._audit import audit as audit
 from breastus.data._cache import ImageCache as ImageCache
 from breastus.data._dataset import DEFAULT_CLASS_NAMES as DEFAULT_CLASS_NAMES
 from breastus.data._dataset import Sample as Sample
@@ -17,10 +20,13 @@ from breastus.data._splits import train_val_test_split as train_val_test_split
 __all__ = [
     "DEFAULT_CLASS_NAMES",
     "DEFAULT_HASH_THRESHOLD",
+    "AuditImage",
+    "AuditReport",
     "ImageCache",
     "Sample",
     "Split",
     "UltrasoundDataset",
+    "audit",
     "discover_folder",
     "duplicate_groups",
     "kfold_indices",

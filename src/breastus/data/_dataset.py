@@ -123,7 +123,7 @@ def discover_folder(root: str | Path, class_names: Sequence[str] = DEFAULT_CLASS
         if not folder.is_dir():
             continue
         files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
-        images: dict[str, Path] = {}
+        images: dict[str, list[Path]] = {}
         masks: dict[str, list[Path]] = {}
         for file in files:
             if file.suffix.lower() not in IMAGE_SUFFIXES:
@@ -132,7 +132,7 @@ def discover_folder(root: str | Path, class_names: Sequence[str] = DEFAULT_CLASS
             if match:
                 masks.setdefault(match.group("image"), []).append(file)
             else:
-                images[file.stem] = file
+                images.setdefault(file.stem, []).append(file)  # x.png and x.jpg are two images
         if not images:
             raise DataError(
                 f"Class folder {str(folder)!r} holds no image ({', '.join(sorted(IMAGE_SUFFIXES))}); "
@@ -141,7 +141,7 @@ def discover_folder(root: str | Path, class_names: Sequence[str] = DEFAULT_CLASS
         for stem, orphan in masks.items():
             if stem not in images:
                 logger.warning("Mask(s) %s have no image %r in %s", [p.name for p in orphan], stem, folder)
-        for path in sorted(images.values(), key=natural_key):
+        for path in sorted((p for same_stem in images.values() for p in same_stem), key=natural_key):
             mask_paths = tuple(sorted(masks.get(path.stem, []), key=natural_key))
             samples.append(Sample(path=path, label=label, mask_paths=mask_paths))
     return samples
@@ -188,6 +188,13 @@ def read_manifest(path: str | Path, class_names: Sequence[str] | None = None) ->
             f"Manifest {str(manifest)!r} lacks column(s) {sorted(missing)}; its columns are {list(rows[0])}. "
             "Expected path,label and optionally group and mask."
         )
+    for line, row in enumerate(rows, start=2):
+        empty = [column for column in ("path", "label") if not (row.get(column) or "").strip()]
+        if empty:
+            raise DataError(
+                f"Manifest {str(manifest)!r} line {line}: column(s) {empty} are empty or missing; "
+                "every row needs a path and a label."
+            )
     labels_found = sorted({row["label"].strip() for row in rows})
     if class_names is None:
         class_names = DEFAULT_CLASS_NAMES if set(labels_found) <= set(DEFAULT_CLASS_NAMES) else labels_found

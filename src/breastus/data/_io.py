@@ -9,6 +9,8 @@ file and what to do about it.
 
 from __future__ import annotations
 
+import io
+import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +19,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from breastus._errors import DataError
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 """File suffixes (lower case) that are read as images."""
@@ -64,13 +68,16 @@ def to_grayscale(image: Image.Image) -> Image.Image:
     return image.convert("L")
 
 
-def load_image(path: str | Path) -> Image.Image:
+def load_image(path: str | Path, data: bytes | None = None) -> Image.Image:
     """Read an image file as an 8-bit grayscale PIL image with EXIF orientation applied.
 
     Parameters
     ----------
     path : str or pathlib.Path
         A PNG, JPEG, BMP or TIFF file.
+    data : bytes, optional
+        The file's contents, already read: they are decoded instead of reading
+        ``path`` again (which then only names the file in error messages).
 
     Returns
     -------
@@ -85,21 +92,21 @@ def load_image(path: str | Path) -> Image.Image:
 
     """
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise DataError(f"Image file {str(path)!r} does not exist or is not a file.")
-    if path.stat().st_size == 0:
+    if (len(data) if data is not None else path.stat().st_size) == 0:
         raise DataError(f"Image file {str(path)!r} is empty (0 bytes); delete it or replace it with the image.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as raw:
+            with Image.open(path if data is None else io.BytesIO(data)) as raw:
                 raw.load()
                 oriented = ImageOps.exif_transpose(raw)
                 return to_grayscale(oriented).copy()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(
             f"Image file {str(path)!r} is larger than PIL's decompression-bomb limit "
-            f"({Image.MAX_IMAGE_PIXELS} pixels): {exc}. If you trust the file, downscale it first "
+            f"({Image.MAX_IMAGE_PIXELS} pixels): {str(exc).rstrip('.')}. If you trust the file, downscale it first "
             "or raise PIL.Image.MAX_IMAGE_PIXELS."
         ) from exc
     except UnidentifiedImageError as exc:
@@ -121,12 +128,19 @@ def load_mask(paths: Sequence[str | Path], size: tuple[int, int]) -> np.ndarray:
         pixels are lesion. An empty sequence gives an all-false mask.
     size : tuple of int
         ``(width, height)`` of the image the masks belong to. A mask of another
-        size is resized to it with nearest-neighbour interpolation.
+        size but the same aspect ratio (a rescaled export) is resized to it with
+        nearest-neighbour interpolation, with a logged warning.
 
     Returns
     -------
     numpy.ndarray
         Boolean array of shape ``(height, width)``, the union of the masks.
+
+    Raises
+    ------
+    DataError
+        If a mask file cannot be read, or its aspect ratio differs from the
+        image's by more than 2 % (it belongs to another image or was cropped).
 
     """
     width, height = size
@@ -134,6 +148,21 @@ def load_mask(paths: Sequence[str | Path], size: tuple[int, int]) -> np.ndarray:
     for mask_path in paths:
         mask = load_image(mask_path)
         if mask.size != (width, height):
+            mask_width, mask_height = mask.size
+            if abs(mask_width * height - mask_height * width) > 0.02 * mask_height * width:
+                raise DataError(
+                    f"Mask file {str(mask_path)!r} is {mask_width}x{mask_height} pixels but its image is "
+                    f"{width}x{height}, another aspect ratio: it belongs to another image or was cropped. "
+                    "Re-export the mask at the image's size or remove it."
+                )
+            logger.warning(
+                "Mask %s is %dx%d pixels, its image %dx%d; resizing it (nearest neighbour).",
+                mask_path,
+                mask_width,
+                mask_height,
+                width,
+                height,
+            )
             mask = mask.resize((width, height), Image.Resampling.NEAREST)
         merged |= np.asarray(mask) > 0
     return merged

@@ -67,7 +67,8 @@ def kfold_indices(
     Raises
     ------
     ConfigError
-        If ``n_splits`` < 2 or there are fewer groups than folds.
+        If ``n_splits`` < 2, there are fewer groups than folds, or no class has
+        ``n_splits`` samples.
 
     """
     y = np.asarray(labels, dtype=np.int64)
@@ -78,6 +79,12 @@ def kfold_indices(
     if n_groups < n_splits:
         raise ConfigError(
             f"Cannot make {n_splits} folds from {n_groups} group(s) of {len(y)} samples; use fewer folds."
+        )
+    largest = int(np.unique(y, return_counts=True)[1].max())
+    if largest < n_splits:  # scikit-learn would raise a bare ValueError
+        raise ConfigError(
+            f"Cannot make {n_splits} stratified folds from {len(y)} samples: no class has {n_splits} samples "
+            f"(the largest has {largest}); use fewer folds."
         )
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return [(np.sort(train), np.sort(test)) for train, test in splitter.split(np.zeros(len(y)), y, group_ids)]
@@ -111,6 +118,12 @@ def train_val_test_split(
     -------
     Split
 
+    Raises
+    ------
+    ConfigError
+        If a fraction is out of range, or the data is too small (too few groups or
+        samples per class) for the requested parts; the message says which.
+
     """
     y = np.asarray(labels, dtype=np.int64)
     for name, value in (("test_size", test_size), ("val_size", val_size)):
@@ -118,9 +131,21 @@ def train_val_test_split(
             allowed = "(0, 0.5]" if name == "test_size" else "[0, 0.5]"
             raise ConfigError(f"{name} must be a float in the range {allowed}. Got {value!r} instead.")
     group_ids = _group_ids(len(y), groups)
-    rest, test = kfold_indices(y, max(2, round(1 / test_size)), group_ids, seed)[0]
+    try:
+        rest, test = kfold_indices(y, max(2, round(1 / test_size)), group_ids, seed)[0]
+    except ConfigError as exc:
+        raise ConfigError(
+            f"Cannot hold out test_size={test_size} of {len(y)} samples: {exc} "
+            "Use a larger test_size or more data."
+        ) from exc
     if val_size == 0:
         return Split(train=rest, val=np.array([], dtype=np.int64), test=test)
     val_folds = max(2, round((1 - test_size) / val_size))
-    train_local, val_local = kfold_indices(y[rest], val_folds, group_ids[rest], seed + 1)[0]
+    try:
+        train_local, val_local = kfold_indices(y[rest], val_folds, group_ids[rest], seed + 1)[0]
+    except ConfigError as exc:
+        raise ConfigError(
+            f"Cannot take val_size={val_size} from the {len(rest)} samples left after the test part: {exc} "
+            "Use a larger val_size or more data."
+        ) from exc
     return Split(train=rest[train_local], val=rest[val_local], test=test)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from breastus._errors import CheckpointError
+from breastus._errors import CheckpointError, ConfigError
 from breastus._version import __version__
 from breastus.models._factory import build_model
 from breastus.models._info import ModelInfo
@@ -52,6 +52,9 @@ class Checkpoint:
         Optimizer, scheduler, history and best score, for resuming.
     breastus_version : str
         Version that wrote the file.
+    preprocessing : dict
+        The :class:`~breastus.transforms.Preprocessing` the model was trained
+        with, as plain values; empty (old checkpoints): the defaults.
 
     """
 
@@ -64,6 +67,7 @@ class Checkpoint:
     train_config: dict[str, Any] = field(default_factory=dict)
     training_state: dict[str, Any] = field(default_factory=dict)
     breastus_version: str = __version__
+    preprocessing: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The payload written by :func:`save_checkpoint`."""
@@ -78,6 +82,7 @@ class Checkpoint:
             "epoch": self.epoch,
             "train_config": self.train_config,
             "training_state": self.training_state,
+            "preprocessing": self.preprocessing,
             "model_state": self.model_state,
         }
 
@@ -91,7 +96,32 @@ class Checkpoint:
 
         """
         info = self.model_info
-        model, _ = build_model(info.name, info.num_classes, pretrained=None)
+        try:
+            model, _ = build_model(info.name, info.num_classes, pretrained=None)
+        except ConfigError as exc:
+            raise CheckpointError(
+                f"This checkpoint holds a {info.name} model, which this installation cannot build ({exc}). "
+                f"It was written by breastus {self.breastus_version}; install the breastus/timm versions that "
+                "wrote it."
+            ) from exc
+        own = model.state_dict()
+        missing = [k for k in own if k not in self.model_state]
+        unexpected = [k for k in self.model_state if k not in own]
+        mismatched = [
+            f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+            for k, v in self.model_state.items()
+            if k in own and tuple(v.shape) != tuple(own[k].shape)
+        ]
+        if missing or unexpected or mismatched:
+            details = "; ".join(
+                f"{what} {items[:3]}{' ...' if len(items) > 3 else ''}"
+                for what, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatches", mismatched))
+                if items
+            )
+            raise CheckpointError(
+                f"The weights in this checkpoint do not fit {info.name} with {info.num_classes} classes "
+                f"({details}); the file is damaged or was edited."
+            )
         try:
             model.load_state_dict(self.model_state)
         except RuntimeError as exc:
@@ -178,7 +208,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             "Install the breastus version that wrote it, or retrain."
         )
     try:
-        return Checkpoint(
+        checkpoint = Checkpoint(
             model_info=ModelInfo.from_dict(data["model_info"]),
             class_names=tuple(str(c) for c in data["class_names"]),
             image_size=int(data["image_size"]),
@@ -188,6 +218,17 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             train_config=dict(data.get("train_config", {})),
             training_state=dict(data.get("training_state", {})),
             breastus_version=str(data.get("breastus_version", "unknown")),
+            preprocessing=dict(data.get("preprocessing") or {}),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"Checkpoint {str(file)!r} is incomplete or damaged: missing or bad {exc}.") from exc
+    info = checkpoint.model_info
+    if len(checkpoint.class_names) != info.num_classes or len(set(checkpoint.class_names)) != info.num_classes:
+        raise CheckpointError(
+            f"Checkpoint {str(file)!r} is inconsistent: its model {info.name} has {info.num_classes} outputs "
+            f"but its class names are {list(checkpoint.class_names)}; the file was edited or damaged. Retrain, "
+            "or re-save it with one unique class name per output."
+        )
+    if not all(isinstance(v, torch.Tensor) for v in checkpoint.model_state.values()):
+        raise CheckpointError(f"Checkpoint {str(file)!r} is damaged: its model_state holds values that are not tensors.")
+    return checkpoint

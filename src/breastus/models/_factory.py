@@ -160,9 +160,12 @@ def _build_torchvision(arch: str, num_classes: int, pretrained: Pretrained) -> t
         weights = f"torchvision:{type(enum).__name__}.{enum.name}"
     elif kind == "file":
         assert path is not None
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+        # A head of another size is skipped (and stays freshly initialised); one of this size is kept.
         load_into(model, read_state_dict(path), ("fc.",), repr(str(path)))
         weights = f"file:{path}"
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    if model.fc.out_features != num_classes:
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
     info = ModelInfo(f"torchvision/{arch}", "torchvision", arch, num_classes, mean, std, weights)
     return model, info
 
@@ -175,7 +178,8 @@ def _build_timm(arch: str, num_classes: int, pretrained: Pretrained) -> tuple[nn
         state, package_name = package
         model = timm.create_model(arch, pretrained=False)
         model.load_state_dict(rename_in_order(state, model, package_name))
-        model.reset_classifier(num_classes)
+        if model.num_classes != num_classes:  # keep the ImageNet head when 1000 classes are asked for
+            model.reset_classifier(num_classes)
         weights = f"package:{package_name}"
     elif kind == "imagenet":
         try:

@@ -78,9 +78,10 @@ def safe_torch_load(path: Path) -> object:
             "and unpickling them could run arbitrary code. Only load files you trust, and re-save "
             "their state dict with torch.save(model.state_dict(), path)."
         ) from exc
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+    except Exception as exc:  # truncated files surface as KeyError, EOFError, BadZipFile, RuntimeError, ...
         raise CheckpointError(
-            f"Cannot read {str(path)!r} as a PyTorch file ({exc}); it is truncated, corrupt or not a checkpoint."
+            f"Cannot read {str(path)!r} as a PyTorch file ({type(exc).__name__}: {exc}); it is truncated, "
+            "corrupt or not a checkpoint."
         ) from exc
 
 

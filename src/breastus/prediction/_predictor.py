@@ -16,11 +16,12 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from breastus._device import resolve_device
-from breastus._errors import DataError
+from breastus._errors import CheckpointError, ConfigError, DataError
 from breastus.data._dataset import is_mask_file, natural_key
 from breastus.data._io import IMAGE_SUFFIXES, load_image, to_grayscale
 from breastus.models._checkpoint import Checkpoint, load_checkpoint
 from breastus.models._info import ModelInfo
+from breastus.transforms._preprocess import Preprocessing
 from breastus.transforms._presets import eval_transform
 
 logger = logging.getLogger(__name__)
@@ -79,8 +80,10 @@ def _as_grayscale(image: ImageInput) -> tuple[Image.Image, str | None]:
         elif array.dtype == np.uint16:
             array = (array / 257.0).round().astype(np.uint8)
         elif np.issubdtype(array.dtype, np.floating):
-            finite = np.nan_to_num(array.astype(np.float64))
-            scale = 255.0 if finite.max(initial=0.0) <= 1.0 else 1.0
+            values = array.astype(np.float64)
+            # the [0, 1] or [0, 255] range is judged on finite values: one inf must not blacken the image
+            scale = 255.0 if values[np.isfinite(values)].max(initial=0.0) <= 1.0 else 1.0
+            finite = np.nan_to_num(values, nan=0.0, posinf=255.0 / scale, neginf=0.0)
             array = np.clip(finite * scale, 0, 255).round().astype(np.uint8)
         elif np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
             array = np.clip(array.astype(np.int64) * (255 if array.dtype == np.bool_ else 1), 0, 255).astype(np.uint8)
@@ -116,6 +119,9 @@ class Predictor:
         Logits are divided by it before the softmax (see calibration).
     batch_size : int, default=32
         Images per forward pass in :meth:`predict` lists and :meth:`predict_folder`.
+    preprocessing : Preprocessing, optional
+        Field-of-view crop, intensity standardisation and resize mode (default
+        ``Preprocessing()``); :meth:`from_checkpoint` uses the checkpoint's.
 
     Examples
     --------
@@ -137,9 +143,12 @@ class Predictor:
         tta: bool = False,
         temperature: float = 1.0,
         batch_size: int = 32,
+        preprocessing: Preprocessing | None = None,
     ) -> None:
         if not temperature > 0:
-            raise DataError(f"temperature must be a float > 0. Got {temperature!r} instead.")
+            raise ConfigError(f"temperature must be a float > 0. Got {temperature!r} instead.")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an int >= 1. Got {batch_size!r} instead.")
         if len(class_names) != model_info.num_classes:
             raise DataError(
                 f"class_names has {len(class_names)} entries but the model has {model_info.num_classes} outputs."
@@ -152,30 +161,91 @@ class Predictor:
         self.tta = tta
         self.temperature = float(temperature)
         self.batch_size = int(batch_size)
-        self.transform = eval_transform(self.image_size, model_info.mean, model_info.std)
+        self.preprocessing = Preprocessing() if preprocessing is None else preprocessing
+        self.transform = eval_transform(self.image_size, model_info.mean, model_info.std, self.preprocessing)
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str | torch.device = "auto", tta: bool = False, batch_size: int = 32
+        cls,
+        path: str | Path,
+        device: str | torch.device = "auto",
+        tta: bool = False,
+        batch_size: int = 32,
+        backend: str = "torch",
     ) -> Predictor:
         """Load a breastus checkpoint (``best.pt``, ``last.pt`` or a run folder).
+
+        ``backend`` runs the model eagerly (``"torch"``), traced
+        (``"torchscript"``) or exported to ONNX in memory and run by ONNX Runtime
+        (``"onnxruntime"``, needs ``breastus[onnx]``); probabilities agree to about
+        1e-6. :meth:`from_exported` loads a file written by ``breastus export``.
 
         Raises
         ------
         CheckpointError
             If the file is missing, unsafe, damaged or from an incompatible version.
+        ConfigError
+            If ``backend`` is unknown or its package is missing.
 
         """
         checkpoint = load_checkpoint(path)
-        return cls.from_loaded(checkpoint, device=device, tta=tta, batch_size=batch_size)
+        try:
+            return cls.from_loaded(checkpoint, device=device, tta=tta, batch_size=batch_size, backend=backend)
+        except CheckpointError as exc:  # the model is rebuilt here: name the file it came from
+            raise CheckpointError(f"Checkpoint {str(path)!r}: {exc}") from exc
+
+    @classmethod
+    def from_exported(
+        cls, path: str | Path, device: str | torch.device = "auto", tta: bool = False, batch_size: int = 32
+    ) -> Predictor:
+        """Load an ONNX or TorchScript file written by ``breastus export`` (see :mod:`breastus.export`).
+
+        ONNX files run with ONNX Runtime. Classes, input size, normalisation,
+        preprocessing and temperature come from the file's metadata.
+
+        Raises
+        ------
+        CheckpointError
+            If the file is missing, of neither format, or lacks breastus metadata.
+
+        """
+        from breastus.export._api import load_exported
+
+        module, meta = load_exported(path, resolve_device(device))
+        try:
+            preprocessing = Preprocessing.from_dict(meta.preprocessing)
+        except ConfigError as exc:
+            raise CheckpointError(f"The preprocessing recorded in {str(path)!r} cannot be used: {exc}") from exc
+        return cls(
+            module,
+            meta.model_info,
+            meta.class_names,
+            meta.image_size,
+            device=device,
+            tta=tta,
+            temperature=meta.temperature,
+            batch_size=batch_size,
+            preprocessing=preprocessing,
+        )
 
     @classmethod
     def from_loaded(
-        cls, checkpoint: Checkpoint, device: str | torch.device = "auto", tta: bool = False, batch_size: int = 32
+        cls,
+        checkpoint: Checkpoint,
+        device: str | torch.device = "auto",
+        tta: bool = False,
+        batch_size: int = 32,
+        backend: str = "torch",
     ) -> Predictor:
-        """Build a Predictor from an already loaded :class:`~breastus.models.Checkpoint`."""
+        """Build a Predictor from an already loaded :class:`~breastus.models.Checkpoint` (``backend``: see :meth:`from_checkpoint`)."""
+        from breastus.export._api import backend_model
+
+        try:
+            preprocessing = Preprocessing.from_dict(checkpoint.preprocessing)
+        except ConfigError as exc:
+            raise CheckpointError(f"The checkpoint's preprocessing cannot be used: {exc}") from exc
         return cls(
-            checkpoint.build_model(),
+            backend_model(checkpoint, backend, resolve_device(device)),
             checkpoint.model_info,
             checkpoint.class_names,
             checkpoint.image_size,
@@ -183,6 +253,7 @@ class Predictor:
             tta=tta,
             temperature=checkpoint.temperature,
             batch_size=batch_size,
+            preprocessing=preprocessing,
         )
 
     def preprocess(self, image: ImageInput) -> torch.Tensor:
@@ -251,6 +322,72 @@ class Predictor:
             results += [self._to_prediction(row, path) for row, (_, path) in zip(rows, decoded, strict=True)]
         return results[0] if single else results
 
+    @overload
+    def explain(
+        self,
+        images: ImageInput,
+        target: int | str | None = None,
+        method: str = "gradcam",
+        layer: str | nn.Module | None = None,
+    ) -> np.ndarray: ...
+
+    @overload
+    def explain(
+        self,
+        images: list[ImageInput] | tuple[ImageInput, ...],
+        target: int | str | Sequence[int | str] | None = None,
+        method: str = "gradcam",
+        layer: str | nn.Module | None = None,
+    ) -> list[np.ndarray]: ...
+
+    def explain(
+        self,
+        images: ImageInput | list[ImageInput] | tuple[ImageInput, ...],
+        target: int | str | Sequence[int | str] | None = None,
+        method: str = "gradcam",
+        layer: str | nn.Module | None = None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """Class-activation heatmap of one image or a list of images (needs ``breastus[explain]``).
+
+        Parameters
+        ----------
+        images : path, PIL image, numpy array, or list of them
+            The same inputs as :meth:`predict`.
+        target : int, str, list of them, or None, default=None
+            Class to explain, by name or index: one for all images or one per
+            image. ``None``: each image's predicted class (as :meth:`predict` gives it).
+        method : {"gradcam", "gradcam++", "layercam", "scorecam"}, default="gradcam"
+            See :data:`breastus.explain.CAM_METHODS`.
+        layer : str, torch.nn.Module or None, default=None
+            Target layer as a dotted module path (``"layer4"``); ``None`` picks it
+            automatically (see :func:`breastus.explain.find_target_layer`).
+
+        Returns
+        -------
+        numpy.ndarray or list of numpy.ndarray
+            ``float32`` heatmap(s) in [0, 1] with each input image's height and width.
+
+        Raises
+        ------
+        ConfigError
+            Unknown method, layer or target class.
+        DataError
+            If an input cannot be read.
+
+        Examples
+        --------
+        >>> heatmap = predictor.explain("benign (1).png", method="gradcam++")  # doctest: +SKIP
+        >>> heatmap.shape, float(heatmap.max())  # doctest: +SKIP
+        ((471, 562), 1.0)
+
+        """
+        from breastus.explain._cam import explain_images
+
+        single = not isinstance(images, (list, tuple))
+        items: list[ImageInput] = list(images) if isinstance(images, (list, tuple)) else [images]
+        heatmaps = explain_images(self, items, target, method, layer)
+        return heatmaps[0] if single else heatmaps
+
     def predict_folder(
         self, folder: str | Path, recursive: bool = True, on_error: str = "raise"
     ) -> Iterator[Prediction]:
@@ -267,32 +404,48 @@ class Predictor:
         on_error : {"raise", "skip"}, default="raise"
             ``"skip"`` leaves out unreadable files (logged) instead of raising.
 
-        Yields
+        Returns
+        -------
+        iterator of Prediction
+            In natural path order (``img2`` before ``img10``), computed lazily
+            batch by batch as the iterator is consumed.
+
+        Raises
         ------
-        Prediction
-            In natural path order (``img2`` before ``img10``).
+        DataError
+            Right away if ``folder`` is not a folder or ``on_error`` is invalid;
+            while iterating if a file cannot be read and ``on_error="raise"``.
 
         """
-        yield from self.predict_paths(iter_images(folder, recursive), on_error=on_error)
+        if not Path(folder).is_dir():
+            raise DataError(f"Folder {str(folder)!r} does not exist or is not a folder.")
+        return self.predict_paths(iter_images(folder, recursive), on_error=on_error)
 
     def predict_paths(self, paths: Iterable[Path], on_error: str = "raise") -> Iterator[Prediction]:
-        """Classify image files from an iterable, streaming batch by batch."""
+        """Classify image files from an iterable, streaming batch by batch (lazily, like :meth:`predict_folder`)."""
         if on_error not in ("raise", "skip"):
             raise DataError(f"on_error must be 'raise' or 'skip'. Got {on_error!r} instead.")
+        return self._stream(paths, on_error)
+
+    def _stream(self, paths: Iterable[Path], on_error: str) -> Iterator[Prediction]:
         batch: list[tuple[torch.Tensor, str]] = []
+        skipped = 0
         for path in paths:
             try:
                 batch.append((self.preprocess(path), os.fspath(path)))
-            except DataError:
+            except DataError as exc:
                 if on_error == "raise":
                     raise
-                logger.warning("Skipping unreadable image %s", path)
+                skipped += 1
+                logger.warning("Skipping unreadable image: %s", exc)
                 continue
             if len(batch) == self.batch_size:
                 yield from self._flush(batch)
                 batch = []
         if batch:
             yield from self._flush(batch)
+        if skipped:
+            logger.warning("Skipped %d unreadable image(s).", skipped)
 
     def _flush(self, batch: list[tuple[torch.Tensor, str]]) -> Iterator[Prediction]:
         rows = self._proba_batch([t for t, _ in batch])

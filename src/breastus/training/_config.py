@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from breastus._errors import ConfigError
 from breastus.data._dataset import DEFAULT_CLASS_NAMES
 from breastus.data._duplicates import DEFAULT_HASH_THRESHOLD
+from breastus.models._factory import parse_model_name
+from breastus.transforms._preprocess import Preprocessing
 
 OptimizerName = Literal["adam", "adamw", "sgd"]
 SchedulerName = Literal["multistep", "cosine", "onecycle", "none"]
+AugmentationName = Literal["default", "scanner"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,15 @@ class TrainConfig:
         Decode and resize each image once (see :class:`~breastus.data.ImageCache`).
     channels_last : bool, default=True
         Use the channels-last memory format (faster convolutions on CPU and GPU).
+    cache_dir : str, optional
+        Also keep the decoded images on disk in this folder, keyed by file content
+        (see :class:`~breastus.data.ImageCache`), for later runs, folds and ranks.
+    batch_augment : bool, default=False
+        Augment whole batches on the training device with
+        :class:`~breastus.transforms.BatchAugment` instead of image by image on the
+        CPU; needs ``cache_images`` and ``augmentation="default"``.
+    compile : bool, default=False
+        Train through :func:`torch.compile` (slow first steps, faster later ones).
     class_names : tuple of str, default=("benign", "malignant", "normal")
     val_size, test_size : float, default=0.1, 0.2
         Fractions held out by :func:`~breastus.train_and_evaluate`.
@@ -69,6 +81,12 @@ class TrainConfig:
         Perceptual-hash distance for near-duplicates (see :func:`~breastus.data.duplicate_groups`).
     progress : bool, default=True
         Show tqdm progress bars.
+    preprocessing : Preprocessing, default=Preprocessing()
+        Field-of-view crop, intensity standardisation and resize mode; recorded in
+        the checkpoint and applied by the :class:`~breastus.Predictor`. A dict of
+        its fields is accepted too.
+    augmentation : {"default", "scanner"}, default="default"
+        Training augmentation (see :func:`~breastus.train_transform`).
 
     """
 
@@ -93,12 +111,17 @@ class TrainConfig:
     num_workers: int = 0
     cache_images: bool = True
     channels_last: bool = True
+    cache_dir: str | None = None
+    batch_augment: bool = False
+    compile: bool = False
     class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES
     val_size: float = 0.1
     test_size: float = 0.2
     group_duplicates: bool = True
     duplicate_threshold: int = DEFAULT_HASH_THRESHOLD
     progress: bool = True
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    augmentation: AugmentationName = "default"
 
     def __post_init__(self) -> None:
         def fail(name: str, allowed: str) -> None:
@@ -111,11 +134,29 @@ class TrainConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 fail(name, f"an int >= {minimum}")
 
+        if not isinstance(self.model, str):
+            fail("model", "a model name such as 'resnet18' or 'timm/resnet50'")
+        try:
+            parse_model_name(self.model)  # a typo fails here, not after the data has been read
+        except ConfigError as exc:
+            raise ConfigError(f"The 'model' parameter of TrainConfig is invalid: {exc}") from exc
         positive_int("epochs")
         positive_int("batch_size")
         positive_int("image_size", 8)
         positive_int("num_workers", 0)
         positive_int("duplicate_threshold", -1)
+        if isinstance(self.preprocessing, dict):
+            object.__setattr__(self, "preprocessing", Preprocessing.from_dict(self.preprocessing))
+        if not isinstance(self.preprocessing, Preprocessing):
+            fail("preprocessing", "a Preprocessing or a dict of its fields")
+        if self.augmentation not in ("default", "scanner"):
+            fail("augmentation", "'default' or 'scanner'")
+        if self.batch_augment and not (self.cache_images and self.augmentation == "default"):
+            raise ConfigError(
+                "batch_augment=True needs cache_images=True and augmentation='default'. Got "
+                f"cache_images={self.cache_images!r}, augmentation={self.augmentation!r}; "
+                "set batch_augment=False to augment image by image."
+            )
         if not isinstance(self.seed, int):
             fail("seed", "an int")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
@@ -165,6 +206,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain values (lists for tuples), for checkpoints and JSON."""
         data = asdict(self)
+        data["preprocessing"] = self.preprocessing.to_dict()
         for key, value in data.items():
             if isinstance(value, tuple):
                 data[key] = list(value)

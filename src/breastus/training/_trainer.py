@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from breastus._device import resolve_device
@@ -24,7 +25,16 @@ from breastus.models._checkpoint import Checkpoint, load_checkpoint, save_checkp
 from breastus.models._factory import build_model
 from breastus.models._info import ModelInfo
 from breastus.training._config import TrainConfig
+from breastus.training._distributed import (
+    DistributedContext,
+    all_gather_objects,
+    all_reduce_sums,
+    average_buffers,
+    init_distributed,
+    shutdown_distributed,
+)
 from breastus.training._history import EpochRecord, TrainHistory, append_history, write_history
+from breastus.transforms._batch import BatchAugment
 from breastus.transforms._presets import eval_transform, train_transform
 
 logger = logging.getLogger(__name__)
@@ -77,6 +87,7 @@ class Trainer:
         self.model: nn.Module | None = None
         self.model_info: ModelInfo | None = None
         self.history = TrainHistory()
+        self.distributed = DistributedContext()
 
     @property
     def best_checkpoint_path(self) -> Path:
@@ -154,6 +165,8 @@ class Trainer:
             for images, target in loader:
                 logits.append(model(self._to_device(images)).float().cpu())
                 labels.append(target)
+        if not logits:  # an empty validation shard of a distributed run
+            return np.zeros((0, len(self.config.class_names)), dtype=np.float32), np.zeros(0, dtype=np.int64)
         return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
     def fit(
@@ -188,6 +201,8 @@ class Trainer:
         """
         cfg = self.config
         self._check_data(train, val)
+        context, self.device = init_distributed(self.device)
+        self.distributed = context
         self.run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(cfg.seed)
         model, info = build_model(cfg.model, len(cfg.class_names), cfg.pretrained)
@@ -204,23 +219,44 @@ class Trainer:
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model, self.model_info = model, info
+        train_model: nn.Module = model
+        if context.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            train_model = DistributedDataParallel(model, device_ids=device_ids)
+        if cfg.compile:
+            train_model = torch.compile(train_model)  # type: ignore[assignment]
 
-        cache = ImageCache(cfg.image_size) if cfg.cache_images else None
-        train_data = train.with_transform(train_transform(cfg.image_size, info.mean, info.std)).with_cache(cache)
-        val_data = val.with_transform(eval_transform(cfg.image_size, info.mean, info.std)).with_cache(cache)
+        prep = cfg.preprocessing
+        cache = ImageCache(cfg.image_size, cfg.cache_dir, preprocessing=prep) if cfg.cache_images else None
+        # Cached images are already prepared and resized; only the (idempotent) resize mode remains.
+        view = prep if cache is None else prep.resize_only()
+        train_data = train.with_transform(
+            None if cfg.batch_augment else train_transform(cfg.image_size, info.mean, info.std, view, cfg.augmentation)
+        ).with_cache(cache)
+        augment = BatchAugment(cfg.image_size, info.mean, info.std) if cfg.batch_augment else None
+        val_data = val.with_transform(eval_transform(cfg.image_size, info.mean, info.std, view)).with_cache(cache)
+        # Distributed: each rank trains on its DistributedSampler part and validates on every
+        # world_size-th image; the validation logits are gathered so all ranks see the full set.
+        sampler: DistributedSampler[Any] | None = (
+            DistributedSampler(train_data, context.world_size, context.rank, shuffle=True, seed=cfg.seed)
+            if context.enabled
+            else None
+        )
+        val_part = val_data.subset(range(context.rank, len(val_data), context.world_size))
         generator = torch.Generator()
         pin = self.device.type == "cuda"
         train_loader = DataLoader(
             train_data,
             batch_size=cfg.batch_size,
-            shuffle=True,
+            shuffle=sampler is None,
+            sampler=sampler,
             generator=generator,
             num_workers=cfg.num_workers,
             pin_memory=pin,
-            drop_last=len(train_data) % cfg.batch_size == 1,
+            drop_last=(len(train_data) if sampler is None else len(sampler)) % cfg.batch_size == 1,
             persistent_workers=cfg.num_workers > 0,
         )
-        val_loader = DataLoader(val_data, batch_size=cfg.batch_size, num_workers=cfg.num_workers, pin_memory=pin)
+        val_loader = DataLoader(val_part, batch_size=cfg.batch_size, num_workers=cfg.num_workers, pin_memory=pin)
         criterion = self._loss(train)
         optimizer = self._optimizer(model)
         scheduler = self._scheduler(optimizer, len(train_loader))
@@ -237,7 +273,8 @@ class Trainer:
                 scheduler.load_state_dict(state["scheduler"])
             history = TrainHistory.from_dict(state["history"])
             patience_used = int(state.get("patience_used", 0))
-        write_history(history_file, history.records)
+        if context.is_main:
+            write_history(history_file, history.records)
         self.history = history
 
         for epoch in range(start_epoch, cfg.epochs + 1):
@@ -245,14 +282,20 @@ class Trainer:
                 break
             started = time.perf_counter()
             generator.manual_seed(cfg.seed * 100_003 + epoch)
-            torch.manual_seed(cfg.seed * 100_019 + epoch)
+            torch.manual_seed(cfg.seed * 100_019 + epoch + 1_000_003 * context.rank)
+            if sampler is not None:
+                sampler.set_epoch(epoch)
             lr = float(optimizer.param_groups[0]["lr"])
             train_loss, train_acc, n_seen, train_seconds = self._train_epoch(
-                model, train_loader, criterion, optimizer, scheduler, scaler, epoch
+                train_model, train_loader, criterion, optimizer, scheduler, scaler, epoch, augment
             )
+            if context.enabled:
+                average_buffers(model, context)
+                sums = all_reduce_sums([train_loss * n_seen, train_acc * n_seen, float(n_seen)], context, self.device)
+                train_loss, train_acc, n_seen = sums[0] / sums[2], sums[1] / sums[2], int(sums[2])
             if scheduler is not None and cfg.scheduler != "onecycle":
                 scheduler.step()
-            logits, labels = self.predict_logits(model, val_loader)
+            logits, labels = self._gather(self.predict_logits(model, val_loader), context, len(val_data))
             probabilities = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
             metrics = compute_metrics(labels, probabilities, cfg.class_names)
             val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
@@ -277,6 +320,8 @@ class Trainer:
                 patience_used += 1
             if cfg.early_stopping_patience is not None and patience_used >= cfg.early_stopping_patience:
                 history.stopped_early = epoch < cfg.epochs
+            if not context.is_main:  # only rank 0 writes checkpoints, history and logs
+                continue
             training_state = {
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -300,8 +345,24 @@ class Trainer:
                 metrics.accuracy,
                 metrics.macro_f1,
             )
+        shutdown_distributed(context)
         self.history = history
         return history
+
+    @staticmethod
+    def _gather(
+        part: tuple[np.ndarray, np.ndarray], context: DistributedContext, total: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Reassemble validation outputs of rank ``r`` (images ``r``, ``r + world_size``, ...) in order."""
+        if not context.enabled:
+            return part
+        parts = all_gather_objects(part, context)
+        logits = np.zeros((total, part[0].shape[1]), dtype=part[0].dtype)
+        labels = np.zeros(total, dtype=part[1].dtype)
+        for rank, (rank_logits, rank_labels) in enumerate(parts):
+            logits[rank :: context.world_size] = rank_logits
+            labels[rank :: context.world_size] = rank_labels
+        return logits, labels
 
     def _check_resume(self, checkpoint: Checkpoint, info: ModelInfo, path: Path) -> None:
         cfg = self.config
@@ -325,6 +386,7 @@ class Trainer:
             epoch=epoch,
             train_config=self.config.to_dict(),
             training_state=training_state,
+            preprocessing=self.config.preprocessing.to_dict(),
         )
 
     def _train_epoch(
@@ -336,12 +398,20 @@ class Trainer:
         scheduler: Any,
         scaler: torch.amp.GradScaler,
         epoch: int,
+        augment: BatchAugment | None = None,
     ) -> tuple[float, float, int, float]:
         model.train()
-        total_loss, correct, seen = 0.0, 0, 0
+        # Per-batch losses and hits stay on the device until the end of the epoch, so an
+        # accelerator is not synchronised with the host at every step.
+        losses: list[torch.Tensor] = []
+        hits: list[torch.Tensor] = []
+        sizes: list[int] = []
         started = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch}/{self.config.epochs}", disable=not self.config.progress, leave=False)
-        for images, labels in bar:
+        show = self.config.progress and self.distributed.is_main
+        bar = tqdm(loader, desc=f"epoch {epoch}/{self.config.epochs}", disable=not show, leave=False)
+        for step, (images, labels) in enumerate(bar):
+            if augment is not None:
+                images = augment(images.to(self.device, non_blocking=True))
             images = self._to_device(images)
             labels = labels.to(self.device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
@@ -353,9 +423,14 @@ class Trainer:
             scaler.update()
             if scheduler is not None and self.config.scheduler == "onecycle":
                 scheduler.step()
-            batch = labels.shape[0]
-            total_loss += float(loss.detach()) * batch
-            correct += int((logits.argmax(dim=1) == labels).sum())
-            seen += batch
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}")
-        return total_loss / max(seen, 1), correct / max(seen, 1), seen, time.perf_counter() - started
+            losses.append(loss.detach())
+            hits.append((logits.argmax(dim=1) == labels).sum())
+            sizes.append(labels.shape[0])
+            if show and (self.device.type == "cpu" or step % 20 == 0):
+                bar.set_postfix(loss=f"{float(losses[-1]):.4f}")
+        seen = sum(sizes)
+        if not sizes:
+            return 0.0, 0.0, 0, time.perf_counter() - started
+        total_loss = sum(float(v) * n for v, n in zip(torch.stack(losses).cpu(), sizes, strict=True))
+        correct = int(torch.stack(hits).sum())
+        return total_loss / seen, correct / seen, seen, time.perf_counter() - started

@@ -11,9 +11,16 @@ configuration (:class:`~breastus.models.ModelInfo`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torchvision.transforms import v2
+
+from breastus._errors import ConfigError
+from breastus.transforms._augment import scanner_appearance, scanner_geometry
+from breastus.transforms._preprocess import PrepareImage, Preprocessing
+
+AugmentationName = Literal["default", "scanner"]
 
 
 def _to_rgb(image: torch.Tensor) -> torch.Tensor:
@@ -32,15 +39,29 @@ class ToThreeChannels(v2.Transform):  # type: ignore[misc]
 
 def _check_size(image_size: int) -> int:
     if not isinstance(image_size, int) or image_size < 8:
-        raise ValueError(f"image_size must be an int >= 8. Got {image_size!r} instead.")
+        raise ConfigError(f"image_size must be an int >= 8. Got {image_size!r} instead.")
     return image_size
 
 
-def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
+def _preprocessing_steps(preprocessing: Preprocessing | None) -> tuple[Preprocessing, list[v2.Transform]]:
+    prep = Preprocessing() if preprocessing is None else preprocessing
+    if not isinstance(prep, Preprocessing):
+        raise ConfigError(f"preprocessing must be a Preprocessing or None. Got {type(prep).__name__} instead.")
+    return prep, [PrepareImage(prep)] if prep.changes_pixels else []
+
+
+def eval_transform(
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    preprocessing: Preprocessing | None = None,
+) -> v2.Compose:
     """Deterministic preprocessing for validation, test and prediction.
 
-    Resizes to ``image_size`` × ``image_size`` (antialiased bilinear), repeats the
-    grayscale channel, scales to [0, 1] and normalises.
+    Applies ``preprocessing`` (field-of-view crop and intensity standardisation,
+    if asked for), resizes to ``image_size`` × ``image_size`` (antialiased
+    bilinear; stretched, or letterboxed with ``preprocessing.resize="letterbox"``),
+    repeats the grayscale channel, scales to [0, 1] and normalises.
 
     Parameters
     ----------
@@ -48,6 +69,8 @@ def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float])
         Output side in pixels.
     mean, std : sequence of float
         Per-channel normalisation (three values).
+    preprocessing : Preprocessing, optional
+        Default ``Preprocessing()``: no crop, no intensity change, stretch.
 
     Returns
     -------
@@ -55,10 +78,12 @@ def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float])
 
     """
     size = _check_size(image_size)
+    prep, steps = _preprocessing_steps(preprocessing)
     return v2.Compose(
         [
             v2.ToImage(),
-            v2.Resize((size, size), antialias=True),
+            *steps,
+            prep.resize_transform(size),
             ToThreeChannels(),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean=list(mean), std=list(std)),
@@ -66,14 +91,27 @@ def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float])
     )
 
 
-def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
+def train_transform(
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    preprocessing: Preprocessing | None = None,
+    augmentation: AugmentationName = "default",
+) -> v2.Compose:
     """Augmenting preprocessing for training.
 
-    A random resized crop (70–100 % of the area, aspect 0.8–1.25), horizontal
-    flip, mild affine change (±10°, ±5 % shift, 95–105 % scale) and brightness and
-    contrast jitter (±20 %), then the same channel handling and normalisation as
-    :func:`eval_transform`. Vertical flips are left out: depth runs downwards in an
-    ultrasound frame.
+    ``augmentation="default"``: a random resized crop (70–100 % of the area,
+    aspect 0.8–1.25), horizontal flip, mild affine change (±10°, ±5 % shift,
+    95–105 % scale) and brightness and contrast jitter (±20 %).
+    ``augmentation="scanner"``: imitates another scanner — a random depth crop,
+    random resized crop (75–100 %), flip, affine (±10°, 90–110 % scale), loss of
+    resolution, blur, gain and contrast (±40 %), gamma and multiplicative speckle
+    (see :mod:`breastus.transforms._augment`).
+
+    Either way ``preprocessing`` runs first (with ``resize="letterbox"`` the image
+    is letterboxed before the random crop), and the channel handling and
+    normalisation are those of :func:`eval_transform`. Vertical flips are left
+    out: depth runs downwards in an ultrasound frame.
 
     Parameters
     ----------
@@ -81,16 +119,44 @@ def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float]
         Output side in pixels.
     mean, std : sequence of float
         Per-channel normalisation (three values).
+    preprocessing : Preprocessing, optional
+        Default ``Preprocessing()``: no crop, no intensity change, stretch.
+    augmentation : {"default", "scanner"}, default="default"
 
     Returns
     -------
     torchvision.transforms.v2.Compose
 
+    Raises
+    ------
+    ConfigError
+        If ``augmentation`` is not one of the names above.
+
     """
     size = _check_size(image_size)
+    prep, steps = _preprocessing_steps(preprocessing)
+    if augmentation == "scanner":
+        before_float, after_float = scanner_appearance()
+        return v2.Compose(
+            [
+                v2.ToImage(),
+                *steps,
+                *scanner_geometry(size, prep.resize_transform(size)),
+                *before_float,
+                v2.ToDtype(torch.float32, scale=True),
+                *after_float,
+                ToThreeChannels(),
+                v2.Normalize(mean=list(mean), std=list(std)),
+            ]
+        )
+    if augmentation != "default":
+        raise ConfigError(f"augmentation must be 'default' or 'scanner'. Got {augmentation!r} instead.")
+    if prep.resize == "letterbox":
+        steps.append(prep.resize_transform(size))
     return v2.Compose(
         [
             v2.ToImage(),
+            *steps,
             v2.RandomResizedCrop((size, size), scale=(0.7, 1.0), ratio=(0.8, 1.25), antialias=True),
             v2.RandomHorizontalFlip(),
             v2.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.95, 1.05)),

@@ -1,0 +1,126 @@
+"""One entry point per task: export a checkpoint, load an export, build a model for a Predictor backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from breastus._errors import CheckpointError, ConfigError
+from breastus.export._metadata import ExportMetadata
+from breastus.export._onnx import DEFAULT_OPSET, OnnxRuntimeModule, export_onnx, load_onnx, onnx_bytes
+from breastus.export._torchscript import export_torchscript, load_torchscript, torchscript_bytes
+from breastus.models._checkpoint import Checkpoint, load_checkpoint
+
+ExportFormat = Literal["onnx", "torchscript"]
+Backend = Literal["torch", "torchscript", "onnxruntime"]
+BACKENDS: tuple[str, ...] = ("torch", "torchscript", "onnxruntime")
+"""Values of ``Predictor.from_checkpoint(..., backend=...)``."""
+
+
+def _checkpoint(source: Checkpoint | str | Path) -> Checkpoint:
+    return source if isinstance(source, Checkpoint) else load_checkpoint(source)
+
+
+def export_model(
+    checkpoint: Checkpoint | str | Path,
+    out: str | Path,
+    format: ExportFormat = "onnx",
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Export a trained model to ONNX or TorchScript, self-described by :class:`ExportMetadata`.
+
+    Both formats take a ``float32`` batch ``image`` of shape ``(N, 3, S, S)`` with
+    any batch size ``N`` and return ``logits`` ``(N, n_classes)``. The class
+    names, image size, mean/std, preprocessing and calibration temperature are
+    stored in the file (ONNX ``metadata_props``; TorchScript extra file
+    ``breastus.json``), so :meth:`Predictor.from_exported
+    <breastus.Predictor.from_exported>` needs nothing else.
+
+    Parameters
+    ----------
+    checkpoint : Checkpoint, str or pathlib.Path
+        A loaded checkpoint, a ``.pt`` file or a run folder.
+    out : str or pathlib.Path
+        Output file (``.onnx`` or ``.pt`` / ``.ts`` by convention); written atomically.
+    format : {"onnx", "torchscript"}, default="onnx"
+    opset : int, default=17
+        ONNX opset version (ONNX only).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown ``format``, or the ``onnx`` package is missing.
+    CheckpointError
+        The checkpoint cannot be read.
+
+    Examples
+    --------
+    >>> from breastus.export import export_model  # doctest: +SKIP
+    >>> export_model("runs/busi/best.pt", "busi.onnx")  # doctest: +SKIP
+    PosixPath('busi.onnx')
+
+    """
+    if format not in ("onnx", "torchscript"):
+        raise ConfigError(f"format must be 'onnx' or 'torchscript'. Got {format!r} instead.")
+    loaded = _checkpoint(checkpoint)
+    if format == "onnx":
+        return export_onnx(loaded, out, opset)
+    return export_torchscript(loaded, out)
+
+
+def load_exported(path: str | Path, device: torch.device | None = None) -> tuple[nn.Module, ExportMetadata]:
+    """Load an ONNX (``.onnx``, run by ONNX Runtime) or TorchScript file written by :func:`export_model`.
+
+    Returns
+    -------
+    module : torch.nn.Module
+        Called like the original model: ``module(images) -> logits``.
+    metadata : ExportMetadata
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, of neither format, or lacks breastus metadata.
+
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(
+            f"Exported model {str(file)!r} does not exist; write one with "
+            "`breastus export CHECKPOINT --format onnx|torchscript --out FILE`."
+        )
+    with file.open("rb") as handle:
+        is_zip = handle.read(4) == b"PK\x03\x04"  # TorchScript archives are zip files; ONNX is protobuf
+    if is_zip:
+        return load_torchscript(file, device)
+    return load_onnx(file, device)
+
+
+def backend_model(checkpoint: Checkpoint, backend: Backend | str, device: torch.device | None = None) -> nn.Module:
+    """The checkpoint's model for a Predictor ``backend``, exported in memory (no file is written).
+
+    ``"torch"``: the eager model; ``"torchscript"``: traced; ``"onnxruntime"``:
+    exported to ONNX and run by :class:`OnnxRuntimeModule`.
+
+    Raises
+    ------
+    ConfigError
+        Unknown ``backend``, or its package is missing.
+
+    """
+    if backend == "torch":
+        return checkpoint.build_model()
+    if backend == "torchscript":
+        module, _ = load_torchscript(torchscript_bytes(checkpoint), device)
+        return module
+    if backend == "onnxruntime":
+        return OnnxRuntimeModule(onnx_bytes(checkpoint), device)
+    raise ConfigError(f"backend must be one of {list(BACKENDS)}. Got {backend!r} instead.")

@@ -1,0 +1,418 @@
+"""Deterministic preprocessing for images from other hospitals and scanners.
+
+Images from another hospital differ from BUSI in ways that have nothing to do
+with the lesion: black borders, rulers and side panels around the ultrasound
+field of view, burned-in text, a different aspect ratio, and a different gain
+and dynamic range. :class:`Preprocessing` collects the options that remove those
+differences before the model sees the image. It is recorded in every checkpoint
+(see :class:`~breastus.models.Checkpoint`), so :class:`~breastus.Predictor`
+applies exactly what training applied.
+
+The steps run in this order on the 8-bit grayscale image:
+
+1. **Colour and alpha** (always, at decoding, :func:`breastus.data.load_image`):
+   an alpha channel is composited onto black, the background of an ultrasound
+   frame, and colour (RGB, palette, CMYK ...) becomes ITU-R 601-2 luma
+   ``0.299 R + 0.587 G + 0.114 B``. A colour Doppler or caliper overlay
+   therefore stays in the image as a mid-grey shape; crop it out upstream if
+   that matters for your data.
+2. **Field-of-view crop** (``crop=True``): :func:`field_of_view_box` finds the
+   largest bright connected region after removing thin structures (text,
+   calipers, ruler ticks) and the image is cut to its bounding box.
+3. **Intensity standardisation** (``intensity``): ``"percentile"`` maps the
+   ``percentiles`` of the (cropped) image linearly onto 0–255, undoing global
+   gain and contrast differences; ``"clahe"`` applies OpenCV's contrast-limited
+   adaptive histogram equalisation.
+4. **Resize** (``resize``) to the model's square input: ``"stretch"`` squashes
+   the image (the historic behaviour), ``"letterbox"`` scales the longer side
+   to the input size and pads the shorter one with black, keeping proportions.
+
+The defaults (no crop, no intensity change, stretch) are the behaviour of
+breastus before these options existed, so checkpoints without a recorded
+preprocessing are read as ``Preprocessing()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+from torch.utils._pytree import tree_flatten
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from breastus._errors import ConfigError
+
+ResizeMode = Literal["stretch", "letterbox"]
+IntensityMode = Literal["none", "percentile", "clahe"]
+
+_WORK_SIDE = 256
+"""Longer side of the downscaled copy that :func:`field_of_view_box` analyses."""
+
+
+def field_of_view_box(
+    image: np.ndarray,
+    threshold: float = 1.0,
+    min_fraction: float = 0.1,
+) -> tuple[int, int, int, int]:
+    """Bounding box of the ultrasound field of view in a grayscale frame.
+
+    The frame is analysed at a longer side of 256 pixels: it is smoothed (3 × 3
+    mean), thresholded at ``threshold``, closed (5 × 5) so that speckle and dark
+    cysts inside the image stay connected, and opened (9 × 9, about 3.5 % of the
+    longer side) so that thin structures — text, calipers, ruler ticks,
+    lines — vanish. The largest remaining 8-connected region is the field of
+    view. Structures that touch it (text drawn inside the image) are kept.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(H, W)`` ``uint8`` grayscale frame.
+    threshold : float, default=1.0
+        Grey level from which a (smoothed) pixel counts as signal. It is low on
+        purpose: deep tissue and acoustic shadows are dark (mean grey levels of
+        2–7 in BUSI) and must stay in view, while the borders of screen captures
+        are black (0). A frame on a grey background is therefore not cropped.
+    min_fraction : float, default=0.1
+        When the largest region covers less than this fraction of the frame
+        (a nearly black or unusual image), the whole frame is returned.
+
+    Returns
+    -------
+    tuple of int
+        ``(top, bottom, left, right)``, half-open: the field of view is
+        ``image[top:bottom, left:right]``.
+
+    Raises
+    ------
+    ConfigError
+        If ``image`` is not a non-empty 2-D array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> frame = np.zeros((100, 200), dtype=np.uint8)
+    >>> frame[20:90, 50:170] = 120
+    >>> field_of_view_box(frame)
+    (20, 90, 50, 170)
+
+    """
+    if image.ndim != 2 or image.size == 0:
+        raise ConfigError(f"field_of_view_box needs a non-empty (H, W) array. Got shape {image.shape} instead.")
+    height, width = image.shape
+    scale = min(1.0, _WORK_SIDE / max(height, width))
+    small_h, small_w = max(1, round(height * scale)), max(1, round(width * scale))
+    tensor = torch.from_numpy(np.require(image, np.uint8, ["C", "W"]))[None]
+    small = tensor if scale == 1.0 else TF.resize(tensor, [small_h, small_w], antialias=True)
+    work = ndimage.uniform_filter(small[0].numpy().astype(np.float32), size=3)
+    signal = work >= threshold
+    # Morphology on an edge-padded copy, so that a field of view reaching the frame's edge is not eroded there.
+    pad = 9
+    padded = np.pad(signal, pad, mode="edge")
+    padded = ndimage.binary_closing(padded, structure=np.ones((5, 5), bool))
+    padded = ndimage.binary_opening(padded, structure=np.ones((9, 9), bool))
+    signal = padded[pad:-pad, pad:-pad]
+    labels, count = ndimage.label(signal, structure=np.ones((3, 3), bool))
+    whole = (0, height, 0, width)
+    if count == 0:
+        return whole
+    sizes = np.bincount(labels.ravel())[1:]
+    largest = int(np.argmax(sizes)) + 1
+    if sizes[largest - 1] < min_fraction * small_h * small_w:
+        return whole
+    # Smoothing and closing widen the region by a pixel or two: bound it by the raw signal inside it.
+    region = (labels == largest) & (small[0].numpy() >= threshold)
+    if not region.any():
+        region = labels == largest
+    rows = np.flatnonzero(region.any(axis=1))
+    cols = np.flatnonzero(region.any(axis=0))
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    # Text or a ruler close to the field of view can be merged with it by the closing; a (nearly)
+    # empty row or column in the outer quarter of the box separates them: cut there.
+    inside = work[r0:r1, c0:c1] >= threshold
+    dr0, dr1 = _trim_gaps(inside.mean(axis=1))
+    dc0, dc1 = _trim_gaps(inside.mean(axis=0))
+    r0, r1, c0, c1 = r0 + dr0, r0 + dr1, c0 + dc0, c0 + dc1
+    top = max(0, int(np.floor(r0 / scale)))
+    bottom = min(height, int(np.ceil(r1 / scale)))
+    left = max(0, int(np.floor(c0 / scale)))
+    right = min(width, int(np.ceil(c1 / scale)))
+    return top, bottom, left, right
+
+
+def _trim_gaps(occupancy: np.ndarray, empty: float = 0.02) -> tuple[int, int]:
+    """Start and end of the profile after cutting at its outermost near-empty entries (outer quarters only)."""
+    n = len(occupancy)
+    quarter = n // 4
+    start, end = 0, n
+    low = np.flatnonzero(occupancy[:quarter] < empty)
+    if low.size:
+        start = int(low[-1]) + 1
+    high = np.flatnonzero(occupancy[n - quarter :] < empty)
+    if high.size:
+        end = n - quarter + int(high[0])
+    return start, end
+
+
+def percentile_window(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
+    """Stretch grey levels linearly so that percentile ``low`` → 0 and ``high`` → 255.
+
+    Values outside are clipped. An image whose two percentiles are closer than one
+    grey level (a flat image) is returned unchanged.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``uint8`` grayscale image.
+    low, high : float, default=1.0, 99.0
+        Percentiles in [0, 100], ``low < high``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8``, same shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> percentile_window(np.array([[50, 100, 150]], dtype=np.uint8), 0, 100).tolist()
+    [[0, 128, 255]]
+
+    """
+    lo, hi = np.percentile(image, [low, high])
+    if hi - lo < 1:
+        return image
+    scaled = (image.astype(np.float32) - float(lo)) * (255.0 / float(hi - lo))
+    result: np.ndarray = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return result
+
+
+def _import_cv2() -> Any:
+    try:
+        import cv2
+    except ImportError as exc:
+        raise ConfigError(
+            "Preprocessing(intensity='clahe') needs OpenCV, which is not installed. "
+            "Install it with pip install 'breastus[preprocess]' (opencv-python-headless), "
+            "or use intensity='percentile'."
+        ) from exc
+    return cv2
+
+
+def clahe(image: np.ndarray, clip_limit: float = 2.0, tiles: int = 8) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation (OpenCV ``createCLAHE``).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``uint8`` grayscale image.
+    clip_limit : float, default=2.0
+        OpenCV's clip limit (contrast amplification cap per tile).
+    tiles : int, default=8
+        The image is divided into ``tiles`` × ``tiles`` regions.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8``, same shape.
+
+    Raises
+    ------
+    ConfigError
+        If OpenCV is not installed.
+
+    """
+    cv2 = _import_cv2()
+    equaliser = cv2.createCLAHE(clipLimit=float(clip_limit), tileGridSize=(tiles, tiles))
+    result: np.ndarray = equaliser.apply(np.ascontiguousarray(image, dtype=np.uint8))
+    return result
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Deterministic preprocessing applied before the model, recorded in checkpoints.
+
+    Values are validated when the object is created (an invalid value raises
+    :class:`~breastus.ConfigError`). The defaults reproduce breastus's original
+    preprocessing: the whole frame, stretched to the square input.
+
+    Parameters
+    ----------
+    crop : bool, default=False
+        Crop to the ultrasound field of view (:func:`field_of_view_box`).
+    resize : {"stretch", "letterbox"}, default="stretch"
+        ``"stretch"`` squashes the image to the square input; ``"letterbox"``
+        keeps the aspect ratio and pads with black.
+    intensity : {"none", "percentile", "clahe"}, default="none"
+        Intensity standardisation after the crop (see :func:`percentile_window`,
+        :func:`clahe`; CLAHE needs ``pip install 'breastus[preprocess]'``).
+    percentiles : tuple of float, default=(1.0, 99.0)
+        Low and high percentile for ``intensity="percentile"``.
+    clahe_clip_limit : float, default=2.0
+        Clip limit for ``intensity="clahe"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> robust = Preprocessing(crop=True, resize="letterbox", intensity="percentile")
+    >>> image = torch.zeros(1, 60, 100, dtype=torch.uint8)
+    >>> image[:, 10:50, 10:90] = 100
+    >>> robust.apply(image, 32).shape
+    torch.Size([1, 32, 32])
+    >>> Preprocessing.from_dict(robust.to_dict()) == robust
+    True
+
+    """
+
+    crop: bool = False
+    resize: ResizeMode = "stretch"
+    intensity: IntensityMode = "none"
+    percentiles: tuple[float, float] = (1.0, 99.0)
+    clahe_clip_limit: float = 2.0
+
+    def __post_init__(self) -> None:
+        def fail(name: str, allowed: str) -> None:
+            raise ConfigError(
+                f"The {name!r} parameter of Preprocessing must be {allowed}. Got {getattr(self, name)!r} instead."
+            )
+
+        if not isinstance(self.crop, bool):
+            fail("crop", "True or False")
+        if self.resize not in ("stretch", "letterbox"):
+            fail("resize", "'stretch' or 'letterbox'")
+        if self.intensity not in ("none", "percentile", "clahe"):
+            fail("intensity", "one of 'none', 'percentile', 'clahe'")
+        if isinstance(self.percentiles, list):
+            object.__setattr__(self, "percentiles", tuple(self.percentiles))
+        low_high = self.percentiles
+        if (
+            not isinstance(low_high, tuple)
+            or len(low_high) != 2
+            or not all(isinstance(v, (int, float)) for v in low_high)
+            or not 0 <= low_high[0] < low_high[1] <= 100
+        ):
+            fail("percentiles", "a pair (low, high) with 0 <= low < high <= 100")
+        if not (isinstance(self.clahe_clip_limit, (int, float)) and self.clahe_clip_limit > 0):
+            fail("clahe_clip_limit", "a float > 0")
+        if self.intensity == "clahe":
+            _import_cv2()
+
+    @property
+    def changes_pixels(self) -> bool:
+        """Whether :meth:`prepare` does anything (a crop or an intensity change)."""
+        return self.crop or self.intensity != "none"
+
+    def prepare(self, image: torch.Tensor) -> torch.Tensor:
+        """Crop and standardise a ``uint8`` ``(1, H, W)`` image; no resize.
+
+        Parameters
+        ----------
+        image : torch.Tensor
+            ``uint8`` grayscale image of shape ``(1, H, W)`` (as
+            :class:`~breastus.UltrasoundDataset` yields).
+
+        Returns
+        -------
+        torch.Tensor
+            ``uint8`` ``(1, h, w)`` with ``h <= H`` and ``w <= W``.
+
+        """
+        if not self.changes_pixels:
+            return image
+        array = image[0].numpy() if image.device.type == "cpu" else image[0].cpu().numpy()
+        if self.crop:
+            top, bottom, left, right = field_of_view_box(array)
+            array = array[top:bottom, left:right]
+        if self.intensity == "percentile":
+            array = percentile_window(array, *self.percentiles)
+        elif self.intensity == "clahe":
+            array = clahe(array, self.clahe_clip_limit)
+        return torch.from_numpy(np.ascontiguousarray(array))[None]
+
+    def resize_transform(self, size: int) -> v2.Transform:
+        """The transform that brings a prepared image to ``size`` × ``size``."""
+        if self.resize == "letterbox":
+            return Letterbox(size)
+        return v2.Resize((size, size), antialias=True)
+
+    def apply(self, image: torch.Tensor, size: int) -> torch.Tensor:
+        """:meth:`prepare`, then resize to ``size`` × ``size``: what the model input is made from."""
+        resized: torch.Tensor = self.resize_transform(size)(self.prepare(image))
+        return resized
+
+    def resize_only(self) -> Preprocessing:
+        """The same resize mode without crop and intensity change (for images already prepared)."""
+        return Preprocessing(resize=self.resize)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (a list for ``percentiles``), for checkpoints and JSON."""
+        data = asdict(self)
+        data["percentiles"] = list(self.percentiles)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Preprocessing:
+        """Inverse of :meth:`to_dict`; ``None`` or ``{}`` give the defaults.
+
+        Raises
+        ------
+        ConfigError
+            If ``data`` has unknown keys or invalid values.
+
+        """
+        if not data:
+            return cls()
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(
+                f"Unknown Preprocessing field(s) {sorted(unknown)}; known fields are {sorted(known)}. "
+                "The checkpoint or config was written by a newer breastus: upgrade breastus."
+            )
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+
+class Letterbox(v2.Transform):  # type: ignore[misc]
+    """Resize so the longer side is ``size``, then pad the shorter side with black to a square.
+
+    Proportions are kept; the image is centred. Works jointly on images and
+    :class:`torchvision.tv_tensors.Mask` (masks are padded with 0).
+
+    Parameters
+    ----------
+    size : int
+        Output side in pixels.
+
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = int(size)
+        self._steps = v2.Compose([v2.Resize(None, max_size=self.size, antialias=True), v2.CenterCrop(self.size)])
+
+    def forward(self, *inputs: Any) -> Any:
+        sized = [x for x in tree_flatten(inputs)[0] if isinstance(x, (torch.Tensor, Image.Image))]
+        if sized:
+            height, width = TF.get_size(sized[0])
+            if int(self.size * min(height, width) / max(height, width)) == 0:
+                # torchvision would give the short side 0 pixels (1 x 4000 at 32 px): keep one pixel row
+                target = [1, self.size] if height < width else [self.size, 1]
+                return v2.Compose([v2.Resize(target, antialias=True), v2.CenterCrop(self.size)])(*inputs)
+        return self._steps(*inputs)
+
+
+class PrepareImage(v2.Transform):  # type: ignore[misc]
+    """Apply :meth:`Preprocessing.prepare` (crop and intensity) to an image tensor."""
+
+    def __init__(self, preprocessing: Preprocessing) -> None:
+        super().__init__()
+        self.preprocessing = preprocessing
+
+    def transform(self, inpt: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        prepared = self.preprocessing.prepare(inpt.as_subclass(torch.Tensor))
+        return prepared if type(inpt) is torch.Tensor else v2.functional.to_image(prepared)
