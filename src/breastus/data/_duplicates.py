@@ -26,8 +26,9 @@ DEFAULT_HASH_THRESHOLD = 6
 """Default largest phash Hamming distance (of 64 bits) still called a near-duplicate.
 
 On BUSI, distances up to 6 join re-saved and slightly re-cropped copies of the
-same frame (e.g. ``benign (433)`` / ``malignant (145)``) while distinct lesions of
-one patient stay apart (they are typically 20 or more bits away).
+same frame (e.g. ``benign (433)`` / ``malignant (145)``): 142 groups covering 316
+images, 8 of them holding two classes. Measured there, every image's nearest image
+outside its group is at least 8 bits away (median 16), so 6 leaves a margin.
 """
 
 
