@@ -56,7 +56,7 @@ def screen_capture(
     frame[top : top + height, left : left + width] = speckle_tissue(height, width, rng)
     canvas = Image.fromarray(frame)
     draw = ImageDraw.Draw(canvas)
-    if left >= 12:  # ruler: a line with ticks, in the left margin
+    if left >= 20:  # ruler: a line with ticks, in the left margin, 10 px clear of the field of view
         x = left // 2
         draw.line([(x, top), (x, top + height)], fill=230)
         for y in range(top, top + height, 15):

@@ -96,6 +96,14 @@ def _as_grayscale(image: ImageInput) -> tuple[Image.Image, str | None]:
     )
 
 
+def _recorded_preprocessing(recorded: dict[str, Any] | None, what: str) -> Preprocessing:
+    """Rebuild the :class:`Preprocessing` stored in a checkpoint or export, as a CheckpointError if unusable."""
+    try:
+        return Preprocessing.from_dict(recorded)
+    except ConfigError as exc:
+        raise CheckpointError(f"{what} cannot be used: {exc}") from exc
+
+
 class Predictor:
     """Classify breast ultrasound images with a trained model.
 
@@ -212,10 +220,7 @@ class Predictor:
         from breastus.export._api import load_exported
 
         module, meta = load_exported(path, resolve_device(device))
-        try:
-            preprocessing = Preprocessing.from_dict(meta.preprocessing)
-        except ConfigError as exc:
-            raise CheckpointError(f"The preprocessing recorded in {str(path)!r} cannot be used: {exc}") from exc
+        preprocessing = _recorded_preprocessing(meta.preprocessing, f"The preprocessing recorded in {str(path)!r}")
         return cls(
             module,
             meta.model_info,
@@ -240,10 +245,7 @@ class Predictor:
         """Build a Predictor from an already loaded :class:`~breastus.models.Checkpoint` (``backend``: see :meth:`from_checkpoint`)."""
         from breastus.export._api import backend_model
 
-        try:
-            preprocessing = Preprocessing.from_dict(checkpoint.preprocessing)
-        except ConfigError as exc:
-            raise CheckpointError(f"The checkpoint's preprocessing cannot be used: {exc}") from exc
+        preprocessing = _recorded_preprocessing(checkpoint.preprocessing, "The checkpoint's preprocessing")
         return cls(
             backend_model(checkpoint, backend, resolve_device(device)),
             checkpoint.model_info,
@@ -313,13 +315,9 @@ class Predictor:
         """
         single = not isinstance(images, (list, tuple))
         items: list[ImageInput] = list(images) if isinstance(images, (list, tuple)) else [images]
-        results: list[Prediction] = []
-        for start in range(0, len(items), self.batch_size):
-            chunk = items[start : start + self.batch_size]
-            decoded = [_as_grayscale(x) for x in chunk]
-            tensors = [self.transform(TF.pil_to_tensor(gray)) for gray, _ in decoded]
-            rows = self._proba_batch(tensors)
-            results += [self._to_prediction(row, path) for row, (_, path) in zip(rows, decoded, strict=True)]
+        paths = [os.fspath(x) if isinstance(x, (str, os.PathLike)) else None for x in items]
+        rows = self.predict_proba(items)
+        results = [self._to_prediction(row, path) for row, path in zip(rows, paths, strict=True)]
         return results[0] if single else results
 
     @overload
