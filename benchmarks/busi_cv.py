@@ -34,7 +34,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,6 @@ class Row:
     title: str
     config: dict[str, Any]
     tta: bool = False
-    cli: list[str] = field(default_factory=list)
 
 
 ROWS: dict[str, Row] = {
@@ -61,13 +60,70 @@ ROWS: dict[str, Row] = {
         "a",
         "Original recipe, ResNet-18 from scratch",
         {"model": "resnet18", "pretrained": "none", "epochs": 20},
-        cli=["--model", "resnet18", "--pretrained", "none", "--epochs", "20"],
     ),
     "b": Row(
         "b",
         "Original recipe, EfficientNet-Lite0 ImageNet weights",
         {"model": "tf_efficientnet_lite0", "pretrained": "imagenet", "epochs": 20},
-        cli=["--model", "tf_efficientnet_lite0", "--pretrained", "imagenet", "--epochs", "20"],
+    ),
+    "b_robust": Row(
+        "b_robust",
+        "Row b with robust preprocessing: field-of-view crop, letterbox, percentile window",
+        {
+            "model": "tf_efficientnet_lite0",
+            "pretrained": "imagenet",
+            "epochs": 20,
+            "preprocessing": {"crop": True, "resize": "letterbox", "intensity": "percentile"},
+        },
+    ),
+    "b_scanner": Row(
+        "b_scanner",
+        "Row b_robust with scanner augmentation (gain, gamma, speckle, blur, resolution, depth)",
+        {
+            "model": "tf_efficientnet_lite0",
+            "pretrained": "imagenet",
+            "epochs": 20,
+            "preprocessing": {"crop": True, "resize": "letterbox", "intensity": "percentile"},
+            "augmentation": "scanner",
+        },
+    ),
+    "b_scanner_only": Row(
+        "b_scanner_only",
+        "Row b with scanner augmentation only (default preprocessing)",
+        {"model": "tf_efficientnet_lite0", "pretrained": "imagenet", "epochs": 20, "augmentation": "scanner"},
+    ),
+    "b_letterbox": Row(
+        "b_letterbox",
+        "Row b with aspect-preserving resize only (letterbox)",
+        {
+            "model": "tf_efficientnet_lite0",
+            "pretrained": "imagenet",
+            "epochs": 20,
+            "preprocessing": {"resize": "letterbox"},
+        },
+    ),
+    "b_crop": Row(
+        "b_crop",
+        "Row b with the field-of-view crop only",
+        {"model": "tf_efficientnet_lite0", "pretrained": "imagenet", "epochs": 20, "preprocessing": {"crop": True}},
+    ),
+    "c2": Row(
+        "c2",
+        "EfficientNet-Lite2 ImageNet, scanner augmentation, AdamW 5e-4 + cosine, 40 epochs, label smoothing, "
+        "balanced weights, TTA",
+        {
+            "model": "tf_efficientnet_lite2",
+            "pretrained": "imagenet",
+            "epochs": 40,
+            "optimizer": "adamw",
+            "lr": 5e-4,
+            "weight_decay": 0.05,
+            "scheduler": "cosine",
+            "label_smoothing": 0.1,
+            "class_weights": "balanced",
+            "augmentation": "scanner",
+        },
+        tta=True,
     ),
     "c": Row(
         "c",
@@ -84,27 +140,6 @@ ROWS: dict[str, Row] = {
             "class_weights": "balanced",
         },
         tta=True,
-        cli=[
-            "--model",
-            "tf_efficientnet_lite2",
-            "--pretrained",
-            "imagenet",
-            "--epochs",
-            "30",
-            "--optimizer",
-            "adamw",
-            "--lr",
-            "3e-4",
-            "--weight-decay",
-            "0.05",
-            "--scheduler",
-            "cosine",
-            "--label-smoothing",
-            "0.1",
-            "--class-weights",
-            "balanced",
-            "--tta",
-        ],
     ),
 }
 
@@ -120,12 +155,50 @@ def stratified_subset(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
+def groups_from_audit_json(path: Path, dataset: UltrasoundDataset, root: Path) -> list[str | None]:
+    """One group name per image from the ``groups`` of a ``breastus audit --json`` file (``None``: alone)."""
+    report = json.loads(path.read_text(encoding="utf-8"))
+    index = {member: f"dup-{k}" for k, group in enumerate(report["groups"]) for member in group}
+    names = [index.get(Path(p).resolve().relative_to(root.resolve()).as_posix()) for p in dataset.paths]
+    found = sum(name is not None for name in names)
+    if index and not found:
+        raise SystemExit(f"{path}: none of its grouped images is in {root}; is it the same data?")
+    return names
+
+
+# TrainConfig field -> breastus train/cv option (``None``: a flag given when the value is true).
+CLI_OPTIONS = {
+    "model": "--model",
+    "pretrained": "--pretrained",
+    "epochs": "--epochs",
+    "optimizer": "--optimizer",
+    "lr": "--lr",
+    "weight_decay": "--weight-decay",
+    "scheduler": "--scheduler",
+    "label_smoothing": "--label-smoothing",
+    "class_weights": "--class-weights",
+    "augmentation": "--augmentation",
+}
+PREPROCESSING_OPTIONS = {"crop": "--fov-crop", "resize": "--resize", "intensity": "--intensity"}
+
+
+def row_options(row: Row, epochs: int | None = None) -> list[str]:
+    """The command-line options of ``row``'s recipe."""
+    config = dict(row.config, **({"epochs": epochs} if epochs is not None else {}))
+    options: list[str] = []
+    for key, value in config.items():
+        if key == "preprocessing":
+            for name, setting in value.items():
+                flag = PREPROCESSING_OPTIONS[name]
+                options += [flag] if setting is True else [flag, str(setting)]
+        else:
+            options += [CLI_OPTIONS[key], str(value)]
+    return options + (["--tta"] if row.tta else [])
+
+
 def cli_command(row: Row, args: argparse.Namespace, groups: str, out: Path) -> str:
     """The ``breastus cv`` command that runs the same experiment."""
-    options = list(row.cli)
-    if args.epochs is not None:
-        index = options.index("--epochs")
-        options[index + 1] = str(args.epochs)
+    options = row_options(row, args.epochs)
     parts = [
         "breastus",
         "cv",
@@ -144,7 +217,16 @@ def cli_command(row: Row, args: argparse.Namespace, groups: str, out: Path) -> s
     ]
     if args.batch_size is not None:
         parts += ["--batch-size", str(args.batch_size)]
+    if batch_augment(row, args):
+        parts.append("--batch-augment")
+    if args.workers:
+        parts += ["--workers", str(args.workers)]
     return " ".join(parts)
+
+
+def batch_augment(row: Row, args: argparse.Namespace) -> bool:
+    """Whether ``--batch-augment`` applies to ``row`` (only its default augmentation has a batch version)."""
+    return bool(args.batch_augment) and row.config.get("augmentation", "default") == "default"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,11 +244,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="stratified subset of about N images (quick runs)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--threshold", type=int, default=6, help="near-duplicate phash distance")
+    parser.add_argument(
+        "--audit-json",
+        type=Path,
+        default=None,
+        help="take the duplicate groups from this `breastus audit --json` file instead of auditing DATA "
+        "(e.g. the audit of the original images, when DATA is a resized copy)",
+    )
     parser.add_argument("--out", default="runs/bench-busi-cv", help="folder for the fold runs")
     parser.add_argument("--json", default=None, help="results file (default OUT/busi_cv.json)")
     parser.add_argument("--resume", action="store_true", help="reuse finished folds in OUT")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per fold")
+    parser.add_argument(
+        "--batch-augment",
+        action="store_true",
+        help="augment whole batches on the training device (rows with the default augmentation)",
+    )
     args = parser.parse_args(argv)
 
+    unknown = [key for key in args.rows.split(",") if key.strip() and key.strip() not in ROWS]
+    if unknown:
+        parser.error(f"unknown row(s) {unknown}; choose from {', '.join(ROWS)}")
     rows = [ROWS[key.strip()] for key in args.rows.split(",") if key.strip()]
     groupings = [g.strip() for g in args.groups.split(",") if g.strip()]
     for grouping in groupings:
@@ -177,7 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit is not None:
         dataset = dataset.subset(stratified_subset(dataset.labels, args.limit, args.seed))
     started = time.perf_counter()
-    audit_groups, _ = resolve_groups(dataset, "audit", args.threshold)
+    if args.audit_json is not None:
+        audit_groups, _ = resolve_groups(dataset, groups_from_audit_json(args.audit_json, dataset, Path(args.data)))
+    else:
+        audit_groups, _ = resolve_groups(dataset, "audit", args.threshold)
     print(
         f"{len(dataset)} images; {len(set(audit_groups))} duplicate-aware groups "
         f"(audit in {time.perf_counter() - started:.0f} s); torch threads {torch.get_num_threads()}",
@@ -192,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
                 overrides["epochs"] = args.epochs
             if args.batch_size is not None:
                 overrides["batch_size"] = args.batch_size
+            overrides["batch_augment"] = batch_augment(row, args)
+            overrides["num_workers"] = args.workers
             config = TrainConfig(
                 image_size=args.image_size,
                 seed=args.seed,
@@ -250,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             print(cv.summary(), flush=True)
 
     header = (
-        f"{'row':<4}{'folds':<8}{'accuracy':>16}{'macro-F1':>16}{'macro-AUC':>16}{'pooled acc [95% CI]':>26}{'min':>6}"
+        f"{'row':<11}{'folds':<8}{'accuracy':>16}{'macro-F1':>16}{'macro-AUC':>16}{'pooled acc [95% CI]':>26}{'min':>6}"
     )
     print("\n" + header)
     for r in results:
@@ -260,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         cells = [f"{r['mean'][k]:.3f} ± {r['std'][k]:.3f}" for k in ("accuracy", "macro_f1", "macro_auc")]
         print(
-            f"{r['row']:<4}{r['groups']:<8}{cells[0]:>16}{cells[1]:>16}{cells[2]:>16}{interval:>26}{r['seconds'] / 60:>6.1f}"
+            f"{r['row']:<11}{r['groups']:<8}{cells[0]:>16}{cells[1]:>16}{cells[2]:>16}{interval:>26}{r['seconds'] / 60:>6.1f}"
         )
     for row in rows:
         by = {r["groups"]: r for r in results if r["row"] == row.key}
@@ -274,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "busi_cv",
         "breastus": __version__,
         "argv": sys.argv,
-        "args": vars(args),
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "machine": {
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),

@@ -131,13 +131,18 @@ def baseline_transforms(size: int) -> tuple[Any, Any]:
 
 
 def baseline_fit(
-    train: UltrasoundDataset, val: UltrasoundDataset | None, size: int, epochs: int, seed: int = 0
+    train: UltrasoundDataset,
+    val: UltrasoundDataset | None,
+    size: int,
+    epochs: int,
+    seed: int = 0,
+    device: str = "cpu",
 ) -> list[dict[str, float]]:
     """Train the baseline; per epoch: training images/s (loading included), seconds, val macro-F1."""
     torch.manual_seed(seed)
     train_tf, eval_tf = baseline_transforms(size)
     loader = DataLoader(FolderDataset(train.paths, list(train.labels), train_tf), batch_size=32, shuffle=True)
-    model = models.resnet18(num_classes=3)
+    model = models.resnet18(num_classes=3).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     criterion = nn.CrossEntropyLoss()
     records = []
@@ -146,6 +151,7 @@ def baseline_fit(
         model.train()
         seen = 0
         for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
             optimizer.zero_grad()
             loss = criterion(model(images), labels)
             loss.backward()
@@ -165,7 +171,7 @@ def baseline_fit(
             probabilities, labels_seen = [], []
             with torch.no_grad():
                 for images, labels in val_loader:
-                    probabilities.append(torch.softmax(model(images), dim=1))
+                    probabilities.append(torch.softmax(model(images.to(device)), dim=1).cpu())
                     labels_seen.append(labels)
             metrics = compute_metrics(
                 torch.cat(labels_seen).numpy(), torch.cat(probabilities).numpy(), train.class_names
@@ -222,6 +228,35 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
+def default_eager(tensors: list[torch.Tensor], batch_repeats: int, latency_repeats: int) -> dict[str, Any]:
+    """The issue's reference: torchvision ResNet-18 as is, ``eval()``, ``no_grad``, default memory format."""
+    torch.manual_seed(0)
+    model = models.resnet18(num_classes=3).eval()
+    batch = torch.stack(tensors)
+    timings, cpu_timings, single = [], [], []
+    with torch.no_grad():
+        torch.softmax(model(batch), dim=1)  # warm-up
+        for _ in range(batch_repeats):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            torch.softmax(model(batch), dim=1)
+            timings.append(time.perf_counter() - started)
+            cpu_timings.append(time.process_time() - cpu_started)
+        for i in range(latency_repeats):
+            started = time.perf_counter()
+            torch.softmax(model(batch[i % len(tensors)].unsqueeze(0)), dim=1)
+            single.append((time.perf_counter() - started) * 1000)
+    rate = len(tensors) / statistics.median(timings)
+    print(
+        f"  {'default eager':<12} batch 32: {rate:6.1f} img/s   latency {statistics.median(single):6.1f} ms", flush=True
+    )
+    return {
+        "batch32_images_per_second": rate,
+        "batch32_images_per_cpu_second": len(tensors) / statistics.median(cpu_timings),
+        "latency_ms_median": statistics.median(single),
+        "latency_ms_p95": percentile(single, 95),
+    }
+
+
 def inference(checkpoint: Path, paths: list[Path], batch_repeats: int, latency_repeats: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for backend in BACKENDS:
@@ -229,6 +264,8 @@ def inference(checkpoint: Path, paths: list[Path], batch_repeats: int, latency_r
         predictor = Predictor.from_checkpoint(checkpoint, device="cpu", backend=backend)
         setup = time.perf_counter() - started
         tensors = [predictor.preprocess(p) for p in paths[:32]]
+        if not results:
+            results["default_eager"] = default_eager(tensors, batch_repeats, latency_repeats)
         predictor._proba_batch(tensors)  # warm-up
         timings, cpu_timings = [], []
         for _ in range(batch_repeats):
@@ -263,6 +300,26 @@ def inference(checkpoint: Path, paths: list[Path], batch_repeats: int, latency_r
             flush=True,
         )
     return results
+
+
+END_TO_END = {
+    # README command 1 (the main job) and a 5-fold cross-validation of the same recipe.
+    "main": ["train", str(DATA), "--out", "{out}", "--pretrained", "none", "--no-progress"],
+    "cv": ["cv", str(DATA), "--folds", "5", "--out", "{out}", "--pretrained", "none", "--no-progress"],
+}
+
+
+def end_to_end(job: str, scratch: Path) -> dict[str, Any]:
+    """Wall time and peak resident memory of one whole ``breastus`` command, in a child process."""
+    command = [sys.executable, "-m", "breastus.cli", *(a.format(out=scratch / job) for a in END_TO_END[job])]
+    print(f"end to end: {' '.join(command)}", flush=True)
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest child so far, MB
+    tail = (done.stdout + done.stderr).strip().splitlines()[-12:]
+    print(f"  {job}: exit {done.returncode}, {seconds / 60:.1f} min, peak RSS {peak:.0f} MB", flush=True)
+    return {"command": command, "returncode": done.returncode, "seconds": seconds, "peak_rss_mb": peak, "tail": tail}
 
 
 def memory_mb(field: str) -> float:
@@ -332,6 +389,12 @@ def main() -> None:
     parser.add_argument("--ttq-size", type=int, default=64, help="image size for time-to-quality")
     parser.add_argument("--rss-backend", choices=BACKENDS, default="onnxruntime")
     parser.add_argument("--skip", default="", help="comma list of sections to skip: train,infer,rss")
+    parser.add_argument(
+        "--end-to-end",
+        default="",
+        help="comma list of whole commands to time: main (README's main job), cv (5-fold breastus cv); "
+        "about 30 minutes and 2.5 hours on an idle 2-core machine",
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "throughput.json")
     parser.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -415,6 +478,8 @@ def main() -> None:
             print("inference ...", flush=True)
             paths = data.paths[:: max(1, len(data) // 40)][:40]
             result["inference"] = inference(checkpoint, paths, args.batch_repeats, args.latency_repeats)
+        for job in filter(None, args.end_to_end.split(",")):
+            result.setdefault("end_to_end", {})[job] = end_to_end(job, scratch)
         if "rss" not in skip:
             print("peak RSS of predict_folder ...", flush=True)
             result["predict_folder_rss"] = {
@@ -496,7 +561,9 @@ def render_table(result: dict[str, Any]) -> str:
         )
     if "inference" in result:
         inf = result["inference"]
-        eager = inf["torch"]
+        # Ratios against the issue's reference (plain torchvision model) where measured, else the eager Predictor.
+        eager = inf.get("default_eager", inf["torch"])
+        predictors = {k: v for k, v in inf.items() if k != "default_eager"}
         for backend, values in inf.items():
             row(
                 f"infer img/s, batch 32, {backend}",
@@ -515,12 +582,12 @@ def render_table(result: dict[str, Any]) -> str:
                     forward,
                     cpu=True,
                 )
-        for backend, values in inf.items():
+        for backend, values in predictors.items():
             row(
                 f"infer img/s from PNG files, batch 32, {backend}",
                 values["from_files_images_per_second"],
                 "/s",
-                values["from_files_images_per_second"] / eager["from_files_images_per_second"],
+                values["from_files_images_per_second"] / inf["torch"]["from_files_images_per_second"],
             )
         for backend, values in inf.items():
             row(
@@ -530,7 +597,10 @@ def render_table(result: dict[str, Any]) -> str:
                 eager["latency_ms_median"] / values["latency_ms_median"],
             )
             row(f"latency p95, 1 image, {backend}", values["latency_ms_p95"], "ms")
-            row(f"latency median, 1 PNG file, {backend}", values["latency_from_file_ms_median"], "ms")
+            if "latency_from_file_ms_median" in values:
+                row(f"latency median, 1 PNG file, {backend}", values["latency_from_file_ms_median"], "ms")
+    for job, values in result.get("end_to_end", {}).items():
+        row(f"end to end, {job} ({'ok' if values['returncode'] == 0 else 'failed'})", values["seconds"] / 60, "min")
     if "predict_folder_rss" in result:
         rss = result["predict_folder_rss"]
         for key in ("78", "780"):

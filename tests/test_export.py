@@ -76,6 +76,26 @@ def test_predictor_backends_match_eager_pytorch(
     assert np.abs(predictor.predict_proba(first) - eager_tta.predict_proba(first)).max() <= TOLERANCE
 
 
+@pytest.mark.busi
+def test_onnxruntime_predictor_prepares_inputs_on_one_torch_thread(
+    checkpoint_path: Path, busi_paths: list[Path], eager: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    predictor = Predictor.from_checkpoint(checkpoint_path, device="cpu", backend="onnxruntime")
+    assert predictor.model.host_batches is True
+    seen: list[int] = []
+    preprocess = predictor.preprocess
+    monkeypatch.setattr(
+        predictor, "preprocess", lambda image: (seen.append(torch.get_num_threads()), preprocess(image))[1]
+    )
+    before = torch.get_num_threads()
+    streamed = [list(p.probabilities.values()) for p in predictor.predict_paths(busi_paths[:4])]
+    assert seen == [1, 1, 1, 1]
+    assert torch.get_num_threads() == before  # restored
+    assert np.abs(np.array(streamed) - eager[:4]).max() <= TOLERANCE
+    eager_predictor = Predictor.from_checkpoint(checkpoint_path, device="cpu")
+    assert eager_predictor.model_info.architecture and not getattr(eager_predictor.model, "host_batches", False)
+
+
 def test_onnx_metadata_describes_the_model(checkpoint_path: Path, tmp_path: Path) -> None:
     out = export_model(checkpoint_path, tmp_path / "model.onnx")
     proto = onnx.load(str(out))

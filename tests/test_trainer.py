@@ -179,6 +179,24 @@ def test_training_options_run(tiny_folder: Path, tmp_path: Path, changes: dict[s
     assert (tmp_path / "best.pt").is_file()
 
 
+@pytest.mark.parametrize("amp_dtype", ["auto", "bfloat16", "float16"])
+def test_amp_dtype_is_ignored_off_cuda(tmp_path: Path, amp_dtype: str) -> None:
+    trainer = Trainer(CONFIG.replace(device="cpu", amp_dtype=amp_dtype), tmp_path)
+    assert trainer.amp_dtype is None  # mixed precision is for CUDA only
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (checked on a lent H200)")
+@pytest.mark.parametrize(("amp_dtype", "expected"), [("bfloat16", torch.bfloat16), ("float16", torch.float16)])
+def test_mixed_precision_trains_on_cuda(
+    tiny_folder: Path, tmp_path: Path, amp_dtype: str, expected: torch.dtype
+) -> None:
+    data = UltrasoundDataset.from_folder(tiny_folder)
+    trainer = Trainer(CONFIG.replace(epochs=1, device="cuda", amp_dtype=amp_dtype, batch_augment=True), tmp_path)
+    assert trainer.amp_dtype == expected
+    history = trainer.fit(data.subset(range(30)), data.subset(range(0, 30, 3)))
+    assert np.isfinite(history.records[0].train_loss)
+
+
 def test_early_stopping_is_consistent(tiny_folder: Path, tmp_path: Path) -> None:
     data = UltrasoundDataset.from_folder(tiny_folder)
     history = Trainer(CONFIG.replace(epochs=4, early_stopping_patience=1, lr=1e-6), tmp_path).fit(
@@ -232,6 +250,7 @@ def test_defaults_are_the_original_recipe() -> None:
         ("test_size", 0.9),
         ("val_size", 0.0),
         ("duplicate_threshold", -2),
+        ("amp_dtype", "float8"),
     ],
 )
 def test_invalid_config_names_the_parameter(name: str, value: object) -> None:

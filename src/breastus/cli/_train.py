@@ -72,7 +72,18 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=defaults.num_workers, help="DataLoader worker processes")
     parser.add_argument("--val-size", type=float, default=defaults.val_size, help="validation fraction")
     parser.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    parser.add_argument(
+        "--amp-dtype",
+        choices=("auto", "bfloat16", "float16"),
+        default="auto",
+        help="mixed-precision type on CUDA (auto: bfloat16 where supported)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--batch-augment",
+        action="store_true",
+        help="augment whole batches on the training device (GPU) instead of image by image on the CPU",
+    )
     parser.add_argument(
         "--fov-crop", action="store_true", help="crop each image to its ultrasound field of view (drop borders, text)"
     )
@@ -118,7 +129,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         test_size=getattr(args, "test_size", TrainConfig().test_size),
         group_duplicates=not getattr(args, "no_group_duplicates", False),
         amp=not args.no_amp,
+        amp_dtype=args.amp_dtype,
         progress=not args.no_progress,
+        batch_augment=getattr(args, "batch_augment", False),
         preprocessing=Preprocessing(
             crop=getattr(args, "fov_crop", False),
             resize=getattr(args, "resize", "stretch"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
@@ -171,6 +172,13 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.preprocessing = Preprocessing() if preprocessing is None else preprocessing
         self.transform = eval_transform(self.image_size, model_info.mean, model_info.std, self.preprocessing)
+        # A model run outside PyTorch (ONNX Runtime) gets its batches built without PyTorch's
+        # thread pool, whose spinning threads would otherwise compete with the runtime's own.
+        self._host_batches = bool(getattr(model, "host_batches", False))
+
+    def _torch_threads(self) -> AbstractContextManager[None]:
+        """One PyTorch thread while preparing inputs for a model that runs outside PyTorch."""
+        return _single_torch_thread() if self._host_batches else nullcontext()
 
     @classmethod
     def from_checkpoint(
@@ -266,16 +274,20 @@ class Predictor:
 
     def predict_proba(self, images: Sequence[ImageInput]) -> np.ndarray:
         """Class probabilities, ``(len(images), n_classes)``, rows summing to 1."""
-        outputs = [
-            self._proba_batch([self.preprocess(x) for x in images[i : i + self.batch_size]])
-            for i in range(0, len(images), self.batch_size)
-        ]
+        outputs = []
+        for i in range(0, len(images), self.batch_size):
+            with self._torch_threads():
+                tensors = [self.preprocess(x) for x in images[i : i + self.batch_size]]
+            outputs.append(self._proba_batch(tensors))
         if not outputs:
             return np.zeros((0, len(self.class_names)), dtype=np.float64)
         return np.concatenate(outputs)
 
     def _proba_batch(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
-        batch = torch.stack(list(tensors)).to(self.device)
+        if self._host_batches:
+            batch = torch.from_numpy(np.stack([t.numpy() for t in tensors]))
+        else:
+            batch = torch.stack(list(tensors)).to(self.device)
         with torch.inference_mode():
             probabilities = torch.softmax(self.model(batch).double() / self.temperature, dim=1)
             if self.tta:
@@ -430,7 +442,9 @@ class Predictor:
         skipped = 0
         for path in paths:
             try:
-                batch.append((self.preprocess(path), os.fspath(path)))
+                with self._torch_threads():
+                    tensor = self.preprocess(path)
+                batch.append((tensor, os.fspath(path)))
             except DataError as exc:
                 if on_error == "raise":
                     raise
@@ -449,6 +463,17 @@ class Predictor:
         rows = self._proba_batch([t for t, _ in batch])
         for row, (_, path) in zip(rows, batch, strict=True):
             yield self._to_prediction(row, path)
+
+
+@contextmanager
+def _single_torch_thread() -> Iterator[None]:
+    """Run PyTorch on one intra-op thread inside the block (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def iter_images(folder: str | Path, recursive: bool = True) -> Iterator[Path]:

@@ -14,6 +14,7 @@ from breastus.transforms._preprocess import Preprocessing
 OptimizerName = Literal["adam", "adamw", "sgd"]
 SchedulerName = Literal["multistep", "cosine", "onecycle", "none"]
 AugmentationName = Literal["default", "scanner"]
+AmpDtypeName = Literal["auto", "bfloat16", "float16"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,10 @@ class TrainConfig:
     device : str, default="auto"
         ``"auto"`` (CUDA → MPS → CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
     amp : bool, default=True
-        Mixed precision (bfloat16 where supported, else float16) on CUDA; ignored elsewhere.
+        Mixed precision on CUDA; ignored elsewhere.
+    amp_dtype : {"auto", "bfloat16", "float16"}, default="auto"
+        Mixed-precision type: ``"auto"`` takes bfloat16 where the GPU supports it,
+        else float16; float16 trains with a gradient scaler.
     num_workers : int, default=0
         DataLoader worker processes (0 suits small CPUs with the image cache on).
     cache_images : bool, default=True
@@ -108,6 +112,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    amp_dtype: AmpDtypeName = "auto"
     num_workers: int = 0
     cache_images: bool = True
     channels_last: bool = True
@@ -149,6 +154,8 @@ class TrainConfig:
             object.__setattr__(self, "preprocessing", Preprocessing.from_dict(self.preprocessing))
         if not isinstance(self.preprocessing, Preprocessing):
             fail("preprocessing", "a Preprocessing or a dict of its fields")
+        if self.amp_dtype not in ("auto", "bfloat16", "float16"):
+            fail("amp_dtype", "one of 'auto', 'bfloat16', 'float16'")
         if self.augmentation not in ("default", "scanner"):
             fail("augmentation", "'default' or 'scanner'")
         if self.batch_augment and not (self.cache_images and self.augmentation == "default"):

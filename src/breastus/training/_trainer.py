@@ -145,11 +145,18 @@ class Trainer:
             return sched.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
         return None
 
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        """The mixed-precision type of this run, or ``None`` (not on CUDA, or ``amp=False``)."""
+        if self.device.type != "cuda" or not self.config.amp:
+            return None
+        if self.config.amp_dtype == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if self.config.amp_dtype == "bfloat16" else torch.float16
+
     def _autocast(self) -> AbstractContextManager[Any]:
-        if self.device.type == "cuda" and self.config.amp:
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            return torch.autocast("cuda", dtype=dtype)
-        return nullcontext()
+        dtype = self.amp_dtype
+        return nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)
 
     def _to_device(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)
@@ -260,9 +267,7 @@ class Trainer:
         criterion = self._loss(train)
         optimizer = self._optimizer(model)
         scheduler = self._scheduler(optimizer, len(train_loader))
-        scaler = torch.amp.GradScaler(
-            "cuda", enabled=self.device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
-        )
+        scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         history = TrainHistory()
         patience_used = 0
         history_file = self.run_dir / HISTORY
