@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from breastus import TrainConfig, UltrasoundDataset, __version__
+from breastus.data import AuditReport
 from breastus.evaluation import cross_validate, resolve_groups
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,11 +161,11 @@ def stratified_subset(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 def groups_from_audit_json(path: Path, dataset: UltrasoundDataset, root: Path) -> list[str | None]:
     """One group name per image from the ``groups`` of a ``breastus audit --json`` file (``None``: alone)."""
-    report = json.loads(path.read_text(encoding="utf-8"))
-    index = {member: f"dup-{k}" for k, group in enumerate(report["groups"]) for member in group}
-    names = [index.get(Path(p).resolve().relative_to(root.resolve()).as_posix()) for p in dataset.paths]
-    found = sum(name is not None for name in names)
-    if index and not found:
+    groups = json.loads(path.read_text(encoding="utf-8"))["groups"]
+    # Only the groups matter here; AuditReport.group_names maps paths to them as breastus itself does.
+    report = AuditReport(root, -1, [], groups, [], [], [], [])
+    names = report.group_names(dataset.paths)
+    if groups and not any(name is not None for name in names):
         raise SystemExit(f"{path}: none of its grouped images is in {root}; is it the same data?")
     return names
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import DATA, baseline_fit, make_checkpoint
+from throughput import DATA, baseline_fit, make_checkpoint, time_predictor
 
 from breastus import Predictor, TrainConfig, Trainer, UltrasoundDataset, __version__
 from breastus.data import train_val_test_split
@@ -69,31 +69,6 @@ def trainer_rates(
         "train_losses": losses,
         "finite": all(math.isfinite(v) for v in losses),
         "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0,
-    }
-
-
-def predictor_rates(checkpoint: Path, paths: list[Path], repeats: int, device: str) -> dict[str, Any]:
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    tensors = [predictor.preprocess(p) for p in paths[:32]]
-    predictor._proba_batch(tensors)
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        predictor._proba_batch(tensors)
-        timings.append(time.perf_counter() - started)
-    single = []
-    for i in range(repeats * 4):
-        started = time.perf_counter()
-        predictor._proba_batch([tensors[i % 32]])
-        single.append((time.perf_counter() - started) * 1000)
-    started = time.perf_counter()
-    n = len(list(predictor.predict_paths(paths)))
-    return {
-        "batch32_images_per_second": 32 / statistics.median(timings),
-        "latency_ms_median": statistics.median(single),
-        "latency_ms_p95": float(np.percentile(single, 95)),
-        "from_files_images_per_second": n / (time.perf_counter() - started),
-        "n_files": n,
     }
 
 
@@ -166,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         checkpoint = make_checkpoint(scratch / "resnet18.pt", 224)
-        results["inference"] = predictor_rates(checkpoint, dataset.paths[:128], args.repeats, args.device)
+        predictor = Predictor.from_checkpoint(checkpoint, device=args.device)
+        paths = dataset.paths[:128]
+        tensors = [predictor.preprocess(p) for p in paths[:32]]
+        results["inference"] = time_predictor(predictor, tensors, paths, args.repeats, args.repeats * 4)
         inf = results["inference"]
         print(
             f"Inference: batch 32 {inf['batch32_images_per_second']:.0f} img/s, latency median "

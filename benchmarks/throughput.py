@@ -257,6 +257,39 @@ def default_eager(tensors: list[torch.Tensor], batch_repeats: int, latency_repea
     }
 
 
+def time_predictor(
+    predictor: Predictor, tensors: list[torch.Tensor], paths: list[Path], batch_repeats: int, latency_repeats: int
+) -> dict[str, Any]:
+    """Images/s at batch 32 (wall and CPU), from PNG files, and single-image latency of one Predictor."""
+    predictor._proba_batch(tensors)  # warm-up
+    timings, cpu_timings = [], []
+    for _ in range(batch_repeats):
+        started, cpu_started = time.perf_counter(), time.process_time()
+        predictor._proba_batch(tensors)
+        timings.append(time.perf_counter() - started)
+        cpu_timings.append(time.process_time() - cpu_started)
+    started = time.perf_counter()
+    n_files = len(list(predictor.predict_paths(paths[:32])))
+    file_rate = n_files / (time.perf_counter() - started)
+    single, single_file = [], []
+    for i in range(latency_repeats):
+        started = time.perf_counter()
+        predictor._proba_batch([tensors[i % len(tensors)]])
+        single.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        predictor.predict(paths[i % len(paths)])
+        single_file.append((time.perf_counter() - started) * 1000)
+    return {
+        "batch32_images_per_second": len(tensors) / statistics.median(timings),
+        "batch32_images_per_cpu_second": len(tensors) / statistics.median(cpu_timings),
+        "from_files_images_per_second": file_rate,
+        "latency_ms_median": statistics.median(single),
+        "latency_ms_p95": percentile(single, 95),
+        "latency_from_file_ms_median": statistics.median(single_file),
+        "latency_from_file_ms_p95": percentile(single_file, 95),
+    }
+
+
 def inference(checkpoint: Path, paths: list[Path], batch_repeats: int, latency_repeats: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for backend in BACKENDS:
@@ -266,37 +299,13 @@ def inference(checkpoint: Path, paths: list[Path], batch_repeats: int, latency_r
         tensors = [predictor.preprocess(p) for p in paths[:32]]
         if not results:
             results["default_eager"] = default_eager(tensors, batch_repeats, latency_repeats)
-        predictor._proba_batch(tensors)  # warm-up
-        timings, cpu_timings = [], []
-        for _ in range(batch_repeats):
-            started, cpu_started = time.perf_counter(), time.process_time()
-            predictor._proba_batch(tensors)
-            timings.append(time.perf_counter() - started)
-            cpu_timings.append(time.process_time() - cpu_started)
-        batch_rate = 32 / statistics.median(timings)
-        started = time.perf_counter()
-        n_files = len(list(predictor.predict_paths(paths[:32])))
-        file_rate = n_files / (time.perf_counter() - started)
-        single, single_file = [], []
-        for i in range(latency_repeats):
-            started = time.perf_counter()
-            predictor._proba_batch([tensors[i % 32]])
-            single.append((time.perf_counter() - started) * 1000)
-            started = time.perf_counter()
-            predictor.predict(paths[i % len(paths)])
-            single_file.append((time.perf_counter() - started) * 1000)
         results[backend] = {
             "setup_seconds": setup,
-            "batch32_images_per_second": batch_rate,
-            "batch32_images_per_cpu_second": 32 / statistics.median(cpu_timings),
-            "from_files_images_per_second": file_rate,
-            "latency_ms_median": statistics.median(single),
-            "latency_ms_p95": percentile(single, 95),
-            "latency_from_file_ms_median": statistics.median(single_file),
-            "latency_from_file_ms_p95": percentile(single_file, 95),
+            **time_predictor(predictor, tensors, paths, batch_repeats, latency_repeats),
         }
         print(
-            f"  {backend:<12} batch 32: {batch_rate:6.1f} img/s   latency {statistics.median(single):6.1f} ms",
+            f"  {backend:<12} batch 32: {results[backend]['batch32_images_per_second']:6.1f} img/s   "
+            f"latency {results[backend]['latency_ms_median']:6.1f} ms",
             flush=True,
         )
     return results

@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 
 from breastus._errors import ConfigError, DataError
+from breastus.cli._predict import expand_paths
 from breastus.data._dataset import UltrasoundDataset
 from breastus.data._io import load_image
 from breastus.explain._cam import CAM_METHODS, find_target_layer
 from breastus.explain._localisation import DEFAULT_GAUSSIAN_SIGMA, evaluate_localisation
 from breastus.explain._overlay import save_overlay
-from breastus.prediction._predictor import ImageInput, Prediction, Predictor, iter_images
+from breastus.prediction._predictor import ImageInput, Prediction, Predictor
 
 NAME = "explain"
 HELP = (
@@ -73,15 +74,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
 
-def _expand(paths: Sequence[str]) -> Iterator[Path]:
-    for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            yield from iter_images(path)
-        else:
-            yield path
-
-
 def _parse_target(value: str | None, class_names: Sequence[str], allow_true: bool) -> int | str | None:
     if value is None:
         return None
@@ -125,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--split needs --masks.")
     target = _parse_target(args.target, predictor.class_names, allow_true=False)
     taken: set[Path] = set()
-    paths = list(_expand(args.paths))
+    paths = list(expand_paths(args.paths))
     for chunk in _chunks(paths, args.batch_size):
         images: list[ImageInput] = [load_image(p) for p in chunk]
         predictions = predictor.predict(images)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from breastus._errors import DataError
@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _expand(paths: list[str]) -> Iterator[Path]:
+def expand_paths(paths: Sequence[str]) -> Iterator[Path]:
+    """The files named on the command line, each folder replaced by its images (sorted, masks left out)."""
     for name in paths:
         path = Path(name)
         if path.is_dir():
@@ -43,7 +44,7 @@ def _expand(paths: list[str]) -> Iterator[Path]:
 def run(args: argparse.Namespace) -> int:
     """Predict and print (or write) the results as they come."""
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, tta=args.tta, batch_size=args.batch_size)
-    predictions = predictor.predict_paths(_expand(args.paths), on_error=args.on_error)
+    predictions = predictor.predict_paths(expand_paths(args.paths), on_error=args.on_error)
     names = predictor.class_names
     count = 0
     if args.csv:
