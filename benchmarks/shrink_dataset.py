@@ -4,7 +4,9 @@ The GPU benchmarks (``benchmarks/gpu_batch.sh``) ran on a lent machine that rece
 64 MiB, less than BUSI (109 MB) and BrEaST (58 MB) at their original resolution. This script
 made the copies it used: the aspect ratio is kept, images are resampled bilinearly and masks
 with nearest neighbour, modes are kept (grayscale stays grayscale, the RGB overlays stay RGB),
-and files other than PNG images are copied unchanged. ``--no-masks`` leaves the masks out.
+and files other than PNG images are copied unchanged. ``--no-masks`` leaves the masks out;
+``--grayscale`` stores each image as breastus decodes it (:func:`breastus.data.load_image`:
+alpha onto black, colour to luma), which makes colour and RGBA files much smaller.
 At 224 px and above the training pipeline only ever shrinks these copies further, so a model
 sees nearly what it would see from the originals (two resamplings instead of one)::
 
@@ -23,8 +25,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from breastus.data import load_image
 
-def shrink(source: Path, target: Path, short_side: int, masks: bool = True) -> int:
+
+def shrink(source: Path, target: Path, short_side: int, masks: bool = True, grayscale: bool = False) -> int:
     """Write the resized copy of ``source`` to ``target``; returns the number of images written."""
     count = 0
     for src in sorted(source.rglob("*")):
@@ -40,6 +44,8 @@ def shrink(source: Path, target: Path, short_side: int, masks: bool = True) -> i
             continue
         with Image.open(src) as image:
             image.load()
+            if grayscale and not is_mask:
+                image = load_image(src)
             width, height = image.size
             scale = short_side / min(width, height)
             if scale < 1:
@@ -56,10 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", type=Path)
     parser.add_argument("--short-side", type=int, default=224)
     parser.add_argument("--no-masks", action="store_true", help="leave the lesion masks out")
+    parser.add_argument("--grayscale", action="store_true", help="store images decoded to 8-bit grayscale")
     args = parser.parse_args(argv)
     if args.target.exists() and any(args.target.iterdir()):
         parser.error(f"{args.target} exists and is not empty; choose a new folder")
-    count = shrink(args.source, args.target, args.short_side, masks=not args.no_masks)
+    count = shrink(args.source, args.target, args.short_side, masks=not args.no_masks, grayscale=args.grayscale)
     print(f"{count} images written to {args.target}")
     return 0
 

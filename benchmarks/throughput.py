@@ -8,8 +8,9 @@ One run measures, on ResNet-18 at 224 px and batch 32 (the original BUSI recipe)
       the default memory format, a default DataLoader, ``loss.item()`` every step;
   (b) the breastus ``Trainer`` with its defaults (decode-once cache, channels_last);
   (c) the ``Trainer`` with ``batch_augment=True``;
+  (d) the ``Trainer`` with ``compile=True`` (``torch.compile``; its first epoch includes compiling);
   each for ``--epochs`` epochs over the same ``--train-images`` BUSI images (epoch 1 fills the
-  cache, later epochs show the steady state), and the ratios to (a);
+  cache, later epochs show the steady state), and the ratios to (a), over the whole run and per epoch;
 * optional time-to-quality (``--ttq-epochs N``): (a) and (b) trained on the same split at
   ``--ttq-size`` px, wall time until the validation macro-F1 first reaches (a)'s final value;
 * inference through the ``Predictor`` for eager PyTorch, TorchScript and ONNX Runtime:
@@ -397,7 +398,7 @@ def main() -> None:
     parser.add_argument("--ttq-epochs", type=int, default=0, help="time-to-quality epochs (0: skip)")
     parser.add_argument("--ttq-size", type=int, default=64, help="image size for time-to-quality")
     parser.add_argument("--rss-backend", choices=BACKENDS, default="onnxruntime")
-    parser.add_argument("--skip", default="", help="comma list of sections to skip: train,infer,rss")
+    parser.add_argument("--skip", default="", help="comma list of sections to skip: train,compile,infer,rss")
     parser.add_argument(
         "--end-to-end",
         default="",
@@ -455,6 +456,8 @@ def main() -> None:
                     train, val, args.size, args.epochs, scratch / "c", batch_augment=True
                 ),
             }
+            if "compile" not in skip:
+                runs["d_trainer_compile"] = trainer_fit(train, val, args.size, args.epochs, scratch / "d", compile=True)
             result["training"] = runs
             for name, records in runs.items():
                 rates = ", ".join(f"{r['images_per_second']:.2f}" for r in records)
@@ -504,6 +507,11 @@ def main() -> None:
     print(f"\nwrote {args.json}")
 
 
+def whole_run_rate(records: list[dict[str, float]]) -> float:
+    """Images per second over all epochs of one run (equal-sized epochs: the harmonic mean)."""
+    return len(records) / sum(1 / r["images_per_second"] for r in records)
+
+
 def render_table(result: dict[str, Any]) -> str:
     peak = result["gemm_peak_gflops"]
     train_flops = result["flops_per_image"]["train_step"]
@@ -534,7 +542,17 @@ def render_table(result: dict[str, Any]) -> str:
             "a_baseline": "(a) baseline",
             "b_trainer": "(b) Trainer",
             "c_trainer_batch_augment": "(c) Trainer, batch_augment",
+            "d_trainer_compile": "(d) Trainer, compile",
         }
+        base_all = whole_run_rate(runs["a_baseline"])
+        for key, records in runs.items():
+            row(
+                f"train img/s, all {len(records)} epochs, {labels[key]}",
+                whole_run_rate(records),
+                "/s",
+                whole_run_rate(records) / base_all,
+                train_flops,
+            )
         for key, records in runs.items():
             row(
                 f"train img/s, epoch 1, {labels[key]}",

@@ -110,6 +110,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     return path
 
+
 # CI runs hypothesis derandomized, so a rare generated case cannot make a green build red by chance.
 from hypothesis import settings as _hypothesis_settings  # noqa: E402
 

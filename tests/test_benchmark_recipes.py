@@ -57,3 +57,12 @@ def test_groups_from_an_audit_json_follow_relative_paths(
     report.write_text(json.dumps({"groups": [["elsewhere/a.png", "elsewhere/b.png"]]}), encoding="utf-8")
     with pytest.raises(SystemExit, match="none of its grouped images"):
         busi_cv.groups_from_audit_json(report, data, tiny_folder)
+
+
+@pytest.mark.parametrize("command", ["train", "cv"])
+def test_speed_flags_reach_the_config(command: str, tmp_path: Path) -> None:
+    args = build_parser().parse_args([command, "DATA", "--out", str(tmp_path), "--compile", "--batch-augment"])
+    config = config_from_args(args)
+    assert config.compile and config.batch_augment
+    plain = config_from_args(build_parser().parse_args([command, "DATA", "--out", str(tmp_path)]))
+    assert not plain.compile and not plain.batch_augment

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_image_folder
 
 from breastus import (
     CheckpointError,
@@ -279,3 +280,19 @@ def test_trainer_rejects_bad_config_and_device(tmp_path: Path) -> None:
         Trainer({"epochs": 1}, tmp_path)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="device must be"):
         Trainer(TrainConfig(device="tpu0"), tmp_path)
+
+
+def test_compiled_training_writes_plain_checkpoints(tmp_path: Path) -> None:
+    """``compile=True`` trains through torch.compile; the checkpoint holds the plain model's weights."""
+    # 32 training images: two full batches of 16, so one graph is compiled (not a second for a short batch).
+    data = UltrasoundDataset.from_folder(
+        make_image_folder(tmp_path / "data", {"benign": 12, "malignant": 12, "normal": 8})
+    )
+    trainer = Trainer(CONFIG.replace(epochs=1, compile=True), tmp_path / "run")
+    history = trainer.fit(data, data.subset(range(0, 32, 4)))
+    assert np.isfinite(history.records[0].train_loss)
+    checkpoint = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert trainer.model is not None
+    assert checkpoint.model_state.keys() == trainer.model.state_dict().keys()  # no "_orig_mod." prefixes
+    probabilities = Predictor.from_checkpoint(tmp_path / "run" / "best.pt").predict_proba([data.load_image(0)])
+    assert probabilities.shape == (1, 3) and abs(float(probabilities.sum()) - 1) < 1e-5

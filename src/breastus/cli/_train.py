@@ -85,6 +85,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         help="augment whole batches on the training device (GPU) instead of image by image on the CPU",
     )
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="train through torch.compile: a slow first epoch (compilation), faster later ones",
+    )
+    parser.add_argument(
         "--fov-crop", action="store_true", help="crop each image to its ultrasound field of view (drop borders, text)"
     )
     parser.add_argument(
@@ -132,6 +137,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         amp_dtype=args.amp_dtype,
         progress=not args.no_progress,
         batch_augment=getattr(args, "batch_augment", False),
+        compile=getattr(args, "compile", False),
         preprocessing=Preprocessing(
             crop=getattr(args, "fov_crop", False),
             resize=getattr(args, "resize", "stretch"),
