@@ -10,8 +10,9 @@ measure what knowing the lesion's box buys (docs/guide/generalisation.rst)::
     python benchmarks/lesion_crop.py ../shared/datasets/breast-lesions-usg /tmp/breast-lesion
 
 Each image is decoded as breastus decodes it (:func:`breastus.data.load_image`: 8-bit
-grayscale) and cropped to the bounding box of the union of its masks, widened by ``--margin``
-times the box's longer side on every side (clipped to the frame). An image without a lesion
+grayscale) and cropped by :func:`breastus.transforms.crop_to_lesion` to the bounding box of the
+union of its masks (:func:`breastus.transforms.lesion_box`), widened by ``--margin`` times the
+box's longer side on every side (clipped to the frame). An image without a lesion
 (BUSI's and BrEaST's "normal" class) gets a centred box of the median relative lesion-box size
 of the folder, each axis widened by ``--margin`` of its own side, so that crops of every class
 have similar fields of view.
@@ -27,41 +28,21 @@ from pathlib import Path
 import numpy as np
 
 from breastus.data import discover_folder, load_image, load_mask
-
-Box = tuple[int, int, int, int]
-
-
-def widen(box: tuple[float, float, float, float], margin: float, width: int, height: int) -> Box:
-    """``box`` (left, top, right, bottom) widened by ``margin`` × its longer side, clipped to the frame."""
-    left, top, right, bottom = box
-    pad = margin * max(right - left, bottom - top)
-    return (
-        max(0, int(left - pad)),
-        max(0, int(top - pad)),
-        min(width, int(right + pad)),
-        min(height, int(bottom + pad)),
-    )
-
-
-def lesion_box(mask: np.ndarray) -> Box | None:
-    """Bounding box (left, top, right, bottom) of the true pixels of ``mask``; ``None`` when it has none."""
-    rows, cols = np.nonzero(mask)
-    if rows.size == 0:
-        return None
-    return int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1
+from breastus.transforms import crop_to_lesion, lesion_box
 
 
 def crop_folder(source: Path, target: Path, margin: float = 0.25) -> dict[str, int]:
     """Write the lesion crops of ``source`` to ``target``; returns counts of lesion and centre crops."""
     samples = discover_folder(source)
-    boxes: dict[Path, Box | None] = {}
+    boxes: dict[Path, tuple[int, int, int, int] | None] = {}
     relative: list[tuple[float, float]] = []
     for sample in samples:
         image = load_image(sample.path)
         box = lesion_box(load_mask(sample.mask_paths, image.size)) if sample.mask_paths else None
         boxes[sample.path] = box
         if box is not None:
-            side = max(box[2] - box[0], box[3] - box[1])
+            top, bottom, left, right = box
+            side = max(bottom - top, right - left)
             relative.append((side / image.width, side / image.height))
     if not relative:
         raise SystemExit(f"No lesion masks found under {source}; lesion crops need <image>_mask.png files.")
@@ -69,16 +50,22 @@ def crop_folder(source: Path, target: Path, margin: float = 0.25) -> dict[str, i
     for sample in samples:
         image = load_image(sample.path)
         box = boxes[sample.path]
-        if box is None:  # each axis widened by the margin of its own side
+        if box is None:  # a centred box, each axis widened by the margin of its own side
             half_w = (1 + 2 * margin) * median_width * image.width / 2
             half_h = (1 + 2 * margin) * median_height * image.height / 2
             centre_x, centre_y = image.width / 2, image.height / 2
-            crop = widen((centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h), 0.0, *image.size)
+            centre = (
+                max(0, int(centre_y - half_h)),
+                min(image.height, int(centre_y + half_h)),
+                max(0, int(centre_x - half_w)),
+                min(image.width, int(centre_x + half_w)),
+            )
+            crop = crop_to_lesion(image, centre, margin=0.0)
         else:
-            crop = widen(box, margin, *image.size)
+            crop = crop_to_lesion(image, box, margin)
         out = target / sample.path.relative_to(source)
         out.parent.mkdir(parents=True, exist_ok=True)
-        image.crop(crop).save(out)
+        crop.save(out)
     lesions = sum(box is not None for box in boxes.values())
     return {"lesion_crops": lesions, "centre_crops": len(boxes) - lesions}
 

@@ -7,6 +7,8 @@ from breastus.transforms._augment import SpeckleNoise as SpeckleNoise
 from breastus.transforms._augment import scanner_appearance as scanner_appearance
 from breastus.transforms._augment import scanner_geometry as scanner_geometry
 from breastus.transforms._batch import BatchAugment as BatchAugment
+from breastus.transforms._lesion import crop_to_lesion as crop_to_lesion
+from breastus.transforms._lesion import lesion_box as lesion_box
 from breastus.transforms._preprocess import Letterbox as Letterbox
 from breastus.transforms._preprocess import PrepareImage as PrepareImage
 from breastus.transforms._preprocess import Preprocessing as Preprocessing
@@ -28,8 +30,10 @@ __all__ = [
     "SpeckleNoise",
     "ToThreeChannels",
     "clahe",
+    "crop_to_lesion",
     "eval_transform",
     "field_of_view_box",
+    "lesion_box",
     "percentile_window",
     "scanner_appearance",
     "scanner_geometry",
