@@ -26,6 +26,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from breastus.data import discover_folder, load_image, load_mask
 from breastus.transforms import crop_to_lesion, lesion_box
@@ -36,14 +37,15 @@ def crop_folder(source: Path, target: Path, margin: float = 0.25) -> dict[str, i
     samples = discover_folder(source)
     boxes: dict[Path, tuple[int, int, int, int] | None] = {}
     relative: list[tuple[float, float]] = []
-    for sample in samples:
-        image = load_image(sample.path)
-        box = lesion_box(load_mask(sample.mask_paths, image.size)) if sample.mask_paths else None
+    for sample in samples:  # boxes first (the median box size is needed for the images without one)
+        with Image.open(sample.path) as header:  # the size only: each image is decoded once, below
+            width, height = header.size
+        box = lesion_box(load_mask(sample.mask_paths, (width, height))) if sample.mask_paths else None
         boxes[sample.path] = box
         if box is not None:
             top, bottom, left, right = box
             side = max(bottom - top, right - left)
-            relative.append((side / image.width, side / image.height))
+            relative.append((side / width, side / height))
     if not relative:
         raise SystemExit(f"No lesion masks found under {source}; lesion crops need <image>_mask.png files.")
     median_width, median_height = np.median(np.asarray(relative), axis=0)

@@ -42,16 +42,18 @@ def shrink(source: Path, target: Path, short_side: int, masks: bool = True, gray
         if src.suffix.lower() != ".png":
             shutil.copy2(src, dst)
             continue
-        with Image.open(src) as image:
-            image.load()
-            if grayscale and not is_mask:
-                image = load_image(src)
-            width, height = image.size
-            scale = short_side / min(width, height)
-            if scale < 1:
-                size = (max(1, round(width * scale)), max(1, round(height * scale)))
-                image = image.resize(size, Image.Resampling.NEAREST if is_mask else Image.Resampling.BILINEAR)
-            image.save(dst, optimize=True)
+        if grayscale and not is_mask:
+            image = load_image(src)
+        else:
+            with Image.open(src) as opened:
+                opened.load()
+                image = opened
+        width, height = image.size
+        scale = short_side / min(width, height)
+        if scale < 1:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image = image.resize(size, Image.Resampling.NEAREST if is_mask else Image.Resampling.BILINEAR)
+        image.save(dst, optimize=True)
         count += 0 if is_mask else 1
     return count
 

@@ -546,13 +546,8 @@ def render_table(result: dict[str, Any]) -> str:
         }
         base_all = whole_run_rate(runs["a_baseline"])
         for key, records in runs.items():
-            row(
-                f"train img/s, all {len(records)} epochs, {labels[key]}",
-                whole_run_rate(records),
-                "/s",
-                whole_run_rate(records) / base_all,
-                train_flops,
-            )
+            rate = whole_run_rate(records)
+            row(f"train img/s, all {len(records)} epochs, {labels[key]}", rate, "/s", rate / base_all, train_flops)
         for key, records in runs.items():
             row(
                 f"train img/s, epoch 1, {labels[key]}",
