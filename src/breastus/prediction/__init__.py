@@ -1,8 +1,9 @@
 """Prediction: classify images with a trained checkpoint."""
 
+from breastus.prediction._frames import predict_frames as predict_frames
 from breastus.prediction._predictor import ImageInput as ImageInput
 from breastus.prediction._predictor import Prediction as Prediction
 from breastus.prediction._predictor import Predictor as Predictor
 from breastus.prediction._predictor import iter_images as iter_images
 
-__all__ = ["ImageInput", "Prediction", "Predictor", "iter_images"]
+__all__ = ["ImageInput", "Prediction", "Predictor", "iter_images", "predict_frames"]
