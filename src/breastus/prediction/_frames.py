@@ -64,7 +64,10 @@ def _images(path: Path, frames: Frames) -> Iterator[tuple[Image.Image, int | Non
 
 
 def predict_frames(
-    predictor: Predictor, paths: Iterable[str | os.PathLike[str]], frames: Frames = None, on_error: str = "raise"
+    predictor: Predictor,
+    paths: Iterable[str | os.PathLike[str]],
+    frames: int | Sequence[int] | None = None,
+    on_error: str = "raise",
 ) -> Iterator[Prediction]:
     """Classify the frames of DICOM files (and the images of other files), streaming.
 
