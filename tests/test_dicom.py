@@ -145,6 +145,11 @@ def _case(tmp_path: Path, kind: str) -> tuple[Path, np.ndarray]:
     if kind == "MONOCHROME2-12":  # 12 stored bits: full range is 0..4095
         write_dicom(path, RNG.integers(0, 4096, (24, 32), dtype=np.uint16), bits_stored=12)
         return path, np.round(pixel_array(path) * (255 / 4095)).astype(np.uint8)
+    if kind == "MONOCHROME2-s16":  # signed: the full signed range
+        write_dicom(path, RNG.integers(-32768, 32768, (24, 32), dtype=np.int16))
+        decoded = pixel_array(path)
+        assert decoded.dtype == np.int16
+        return path, np.round((decoded.astype(np.float64) + 32768) * (255 / 65535)).astype(np.uint8)
     if kind == "MONOCHROME1-16":
         write_dicom(path, RNG.integers(0, 65536, (24, 32), dtype=np.uint16), "MONOCHROME1")
         return path, 255 - np.round(pixel_array(path) / 257).astype(np.uint8)
@@ -168,6 +173,7 @@ KINDS = [
     "MONOCHROME1-8",
     "MONOCHROME2-16",
     "MONOCHROME2-12",
+    "MONOCHROME2-s16",
     "MONOCHROME1-16",
     "RGB",
     "RGB-16",
@@ -185,6 +191,7 @@ def test_each_photometric_equals_pydicoms_decoding(tmp_path: Path, kind: str) ->
     assert image.size == (32, 24)
     np.testing.assert_array_equal(np.asarray(image), expected)
     assert read_dicom(path).photometric == kind.split("-")[0]
+    assert PATIENT_NAME not in repr(image.info)
 
 
 def test_palette_colour_is_not_the_index_image(tmp_path: Path) -> None:

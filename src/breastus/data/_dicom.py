@@ -270,6 +270,7 @@ def _read_header(path: str, data: bytes | None) -> _Header:
         _check_decoder(path, syntax)
     else:
         expected = int(get_expected_length(dataset, "bytes"))
+        remaining -= 8 if syntax.is_implicit_VR else 12  # the Pixel Data element's tag, VR and length
         if remaining < expected:
             raise DataError(
                 f"DICOM file {path!r} is truncated: its pixel data needs {expected} bytes but only {remaining} "
