@@ -556,3 +556,27 @@ def test_audit_reads_dicom(tmp_path: Path) -> None:
     report = audit(root)
     formats = {(i.path, i.format, i.mode, i.width, i.height) for i in report.images}
     assert formats == {("benign/a.dcm", "DICOM", "MONOCHROME2", 20, 16), ("malignant/b.dcm", "DICOM", "RGB", 20, 16)}
+
+
+def test_evaluate_explain_and_masks_on_a_dicom_folder(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for label in ("benign", "malignant"):
+        for i in range(2):
+            pixels = RNG.integers(0, 256, (40, 50), dtype=np.uint8)
+            write_dicom(root / label / f"{label} {i}.dcm", pixels, regions=[region(5, 4, 44, 35)])
+            mask = np.zeros((32, 40), dtype=np.uint8)  # drawn on the cropped frame, named after the DICOM file
+            mask[10:20, 12:25] = 255
+            Image.fromarray(mask).save(root / label / f"{label} {i}_mask.png")
+    dataset = UltrasoundDataset.from_folder(root)
+    assert len(dataset) == 4 and all(p.suffix == ".dcm" for p in dataset.paths)
+    assert dataset.load_mask(0).sum() == 10 * 13
+    image, _ = dataset[0]
+    assert tuple(image.shape) == (1, 32, 40)
+    per_image = tmp_path / "predictions.csv"
+    assert main(["evaluate", str(tiny_checkpoint), str(root), "--csv", str(per_image)]) == 0
+    rows = list(csv.DictReader(per_image.open()))
+    assert len(rows) == 4 and all(row["path"].endswith(".dcm") for row in rows)
+    out = tmp_path / "explain"
+    assert main(["explain", str(tiny_checkpoint), str(root / "benign"), "--out", str(out)]) == 0
+    overlays = sorted(p.name for p in out.rglob("*.png"))
+    assert len(overlays) == 2 and all(name.startswith("benign ") for name in overlays)

@@ -4,8 +4,8 @@ Every image becomes an 8-bit single-channel (``"L"``) PIL image: B-mode
 ultrasound is grayscale, and the few images stored as RGB (colour Doppler or
 annotation overlays) are converted with the ITU-R 601-2 luma transform. EXIF
 orientation is applied. DICOM files (``.dcm``, or ``DICM`` at byte 128) are
-decoded by :mod:`breastus.data._dicom` to the same contract. Failures raise :class:`~breastus.DataError` naming the
-file and what to do about it.
+decoded to the same contract (see :func:`breastus.data.iter_dicom_frames`).
+Failures raise :class:`~breastus.DataError` naming the file and what to do about it.
 """
 
 from __future__ import annotations
@@ -100,9 +100,9 @@ def load_image(path: str | Path, data: bytes | None = None) -> Image.Image:
         raise DataError(f"Image file {str(path)!r} does not exist or is not a file.")
     if (len(data) if data is not None else path.stat().st_size) == 0:
         raise DataError(f"Image file {str(path)!r} is empty (0 bytes); delete it or replace it with the image.")
-    from breastus.data._dicom import is_dicom, read_dicom
+    from breastus.data._dicom import DICOM_SUFFIXES, is_dicom, read_dicom
 
-    if is_dicom(path, data):
+    if path.suffix.lower() in DICOM_SUFFIXES:
         return read_dicom(path, data=data).image
     try:
         with warnings.catch_warnings():
@@ -118,6 +118,8 @@ def load_image(path: str | Path, data: bytes | None = None) -> Image.Image:
             "or raise PIL.Image.MAX_IMAGE_PIXELS."
         ) from exc
     except UnidentifiedImageError as exc:
+        if is_dicom(path, data):  # DICOM by content (b"DICM" at byte 128), whatever the file is called
+            return read_dicom(path, data=data).image
         raise DataError(
             f"File {str(path)!r} is not an image PIL can read (PNG, JPEG, BMP, TIFF); "
             "remove it from the data folder or convert it."
