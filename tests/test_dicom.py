@@ -426,6 +426,13 @@ def test_bad_files_raise_a_data_error_naming_the_file(tmp_path: Path, case: str)
     assert PATIENT_NAME not in str(info.value) and PATIENT_ID not in str(info.value)
 
 
+def test_frames_over_the_decompression_bomb_limit_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_dicom(tmp_path / "big.dcm", RNG.integers(0, 256, (30, 40), dtype=np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(DataError, match=r"big\.dcm.*40x30-pixel frames.*decompression-bomb limit"):
+        load_image(path)
+
+
 def test_a_frame_that_fails_to_decode_is_named_and_scrubbed(cine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import pydicom.pixels.utils as utils
 

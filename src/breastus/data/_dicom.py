@@ -193,11 +193,13 @@ def _scrub(message: str, dataset: Dataset | None) -> str:
     """``message`` with the values of identifying attributes of ``dataset`` replaced by ``<removed>``."""
     if dataset is None:
         return message
+    from pydicom.multival import MultiValue
+
     for keyword in _IDENTIFYING:
         value = dataset.get(keyword)
         if value is None:
             continue
-        values = value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+        values = value if isinstance(value, (list, tuple, MultiValue)) else [value]
         for item in values:
             text = str(item)
             if len(text) >= 2:
@@ -265,6 +267,12 @@ def _read_header(path: str, data: bytes | None) -> _Header:
         raise DataError(
             f"DICOM file {path!r} has photometric interpretation {photometric!r}; breastus reads "
             f"{', '.join(PHOTOMETRIC_INTERPRETATIONS)}. Convert it with a DICOM tool or remove it."
+        )
+    rows, columns = int(dataset.Rows), int(dataset.Columns)
+    if rows * columns > (Image.MAX_IMAGE_PIXELS or float("inf")):
+        raise DataError(
+            f"DICOM file {path!r} has {columns}x{rows}-pixel frames, more than PIL's decompression-bomb limit "
+            f"({Image.MAX_IMAGE_PIXELS} pixels). If you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS."
         )
     if syntax.is_compressed:
         _check_decoder(path, syntax)
