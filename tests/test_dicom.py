@@ -379,6 +379,16 @@ def test_jpeg_compressed_decoded_with_pylibjpeg(tmp_path: Path, colour: bool) ->
         )
 
 
+def test_baseline_jpeg_prefers_pillow_when_available(tmp_path: Path) -> None:
+    decoder = get_decoder(JPEGBaseline8Bit)
+    if "pillow" not in decoder.available_plugins:
+        pytest.skip("pydicom's Pillow plugin is not available")
+    frames = [np.clip(RNG.normal(120, 30, (32, 40)), 0, 255).astype(np.uint8) for _ in range(2)]
+    path = write_jpeg_dicom(tmp_path / "jpeg.dcm", frames)
+    for f in iter_dicom_frames(path):
+        np.testing.assert_array_equal(np.asarray(f.image), pixel_array(path, index=f.index, decoding_plugin="pillow"))
+
+
 def test_compressed_without_a_plugin_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_jpeg_dicom(tmp_path / "jpeg.dcm", [RNG.integers(0, 256, (16, 16), dtype=np.uint8)])
     monkeypatch.setattr(get_decoder(JPEGBaseline8Bit), "_available", {})

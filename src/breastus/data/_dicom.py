@@ -6,7 +6,8 @@ not care where an image came from. The rules, in decoding order:
 
 1. **Pixels** come from pydicom 3 (:func:`pydicom.pixels.iter_pixels`), which
    decompresses JPEG and other encapsulated transfer syntaxes with an installed
-   plugin (``pip install "breastus[dicom]"`` brings pylibjpeg) and converts
+   plugin (``pip install "breastus[dicom]"`` brings pylibjpeg; baseline JPEG is
+   decoded by Pillow when pydicom offers it, about 5 times faster) and converts
    ``YBR_FULL`` / ``YBR_FULL_422`` to RGB. Cine loops are decoded one frame at a
    time, never all at once.
 2. **Region**: of the ``SequenceOfUltrasoundRegions`` items, those with
@@ -74,6 +75,9 @@ TISSUE_REGION = 1
 
 CENTIMETRE = 3
 """``PhysicalUnitsXDirection`` / ``YDirection`` code for centimetres."""
+
+_PREFERRED_PLUGINS = {"1.2.840.10008.1.2.4.50": "pillow"}
+"""Decoding plugin preferred per transfer syntax (JPEG Baseline 8-bit: Pillow, the fastest here)."""
 
 _IDENTIFYING = (
     "PatientName",
@@ -482,13 +486,31 @@ def iter_dicom_frames(
     return _decode_frames(name, data, header, indices)
 
 
+def _plugin(dataset: Dataset) -> str:
+    """The decoding plugin to ask pydicom for: Pillow for baseline JPEG when it is there, else pydicom's choice.
+
+    Pillow decodes 8-bit baseline JPEG about 5 times faster than pylibjpeg
+    (``benchmarks/dicom_io.py``), to within 1 grey level.
+    """
+    syntax = dataset.file_meta.TransferSyntaxUID
+    if syntax.is_compressed and str(syntax) in _PREFERRED_PLUGINS:
+        from pydicom.pixels.decoders.base import get_decoder
+
+        plugin = _PREFERRED_PLUGINS[str(syntax)]
+        if plugin in get_decoder(syntax).available_plugins:
+            return plugin
+    return ""
+
+
 def _decode_frames(path: str, data: bytes | None, header: _Header, indices: list[int]) -> Iterator[DicomFrame]:
     from pydicom.pixels.utils import iter_pixels
 
     dataset = header.dataset
     photometric = str(dataset.PhotometricInterpretation).strip()
     with _quiet():
-        pixels: Iterable[np.ndarray] = iter_pixels(_source(path, data), indices=indices)
+        pixels: Iterable[np.ndarray] = iter_pixels(
+            _source(path, data), indices=indices, decoding_plugin=_plugin(dataset)
+        )
         iterator = iter(pixels)
     for index in indices:
         try:
