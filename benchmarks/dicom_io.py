@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -129,6 +130,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_files(Path(tmp), args.height, args.width, args.frames)
         decode = {
@@ -157,6 +159,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "cpu": cpu_model(),
         "pydicom": pydicom.__version__,
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "frame": [args.width, args.height],
         "load_image_ms": {k: round(v, 3) for k, v in decode.items()},
         "ratio_to_png": {k: round(decode[k] / decode["png"], 3) for k in ("dicom", "dicom_jpeg")},
@@ -172,7 +175,10 @@ def main() -> None:
             "peak_ratio_whole_to_stream": round(whole_peak / max(stream_peak, 1e-9), 1),
         },
     }
-    print(f"CPU: {result['cpu']}; pydicom {result['pydicom']}; frame {args.width}x{args.height}")
+    print(
+        f"CPU: {result['cpu']}; pydicom {result['pydicom']}; frame {args.width}x{args.height}; "
+        f"load average {result['load_average_1min']}"
+    )
     for name, ms in decode.items():
         ratio = "" if name == "png" else f"  ({decode[name] / decode['png']:.2f}x PNG)"
         print(f"load_image {name:<11} {ms:7.2f} ms{ratio}")

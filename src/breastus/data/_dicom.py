@@ -7,7 +7,7 @@ not care where an image came from. The rules, in decoding order:
 1. **Pixels** come from pydicom 3 (:func:`pydicom.pixels.iter_pixels`), which
    decompresses JPEG and other encapsulated transfer syntaxes with an installed
    plugin (``pip install "breastus[dicom]"`` brings pylibjpeg; baseline JPEG is
-   decoded by Pillow when pydicom offers it, about 5 times faster) and converts
+   decoded by Pillow when pydicom offers it, 2-3 times faster) and converts
    ``YBR_FULL`` / ``YBR_FULL_422`` to RGB. Cine loops are decoded one frame at a
    time, never all at once.
 2. **Region**: of the ``SequenceOfUltrasoundRegions`` items, those with
@@ -489,7 +489,7 @@ def iter_dicom_frames(
 def _plugin(dataset: Dataset) -> str:
     """The decoding plugin to ask pydicom for: Pillow for baseline JPEG when it is there, else pydicom's choice.
 
-    Pillow decodes 8-bit baseline JPEG about 5 times faster than pylibjpeg
+    Pillow decodes 8-bit baseline JPEG 2-3 times faster than pylibjpeg
     (``benchmarks/dicom_io.py``), to within 1 grey level.
     """
     syntax = dataset.file_meta.TransferSyntaxUID
