@@ -317,8 +317,9 @@ class Predictor:
         Parameters
         ----------
         images : path, PIL image, numpy array, or list of them
-            Any PIL-readable file (PNG, JPEG, BMP, TIFF; any mode), a PIL image of
-            any mode, or a numpy array of shape (H, W), (H, W, 3) or (H, W, 4).
+            Any PIL-readable file (PNG, JPEG, BMP, TIFF; any mode), a DICOM file
+            (its first frame: :meth:`predict_frames` gives every frame), a PIL
+            image of any mode, or a numpy array of shape (H, W), (H, W, 3) or (H, W, 4).
 
         Returns
         -------
