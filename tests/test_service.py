@@ -150,7 +150,12 @@ def huge_dimension_png(width: int = 30_000, height: int = 30_000) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + chunk(b"IEND", b"")
+    )
 
 
 def dicom_without_pixels() -> bytes:
@@ -325,7 +330,7 @@ def test_saturated_service_answers_503_and_recovers(slow_predictor: SlowPredicto
 
 
 def test_create_app_validates_its_limits(predictor: Predictor) -> None:
-    with pytest.raises(ConfigError, match="max_concurrency must be an int >= 1. Got 0"):
+    with pytest.raises(ConfigError, match=r"max_concurrency must be an int >= 1\. Got 0"):
         create_app(predictor, max_concurrency=0)
     with pytest.raises(ConfigError, match="max_upload_bytes"):
         create_app(predictor, max_upload_bytes=-5)

@@ -31,7 +31,7 @@ from breastus.service._limits import (
     ConcurrencyGate,
     ServiceInputError,
     UploadLimitMiddleware,
-    UploadTooLarge,
+    UploadTooLargeError,
     check_pixels,
     dicom_supported,
     sniff_kind,
@@ -54,17 +54,6 @@ _PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-
-
-def _import_fastapi() -> Any:
-    try:
-        import fastapi
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ConfigError(
-            "The service needs FastAPI, uvicorn and python-multipart; install them with "
-            "`pip install 'breastus[serve]'`."
-        ) from exc
-    return fastapi
 
 
 def _int_at_least(name: str, value: Any, low: int) -> int:
@@ -196,11 +185,16 @@ def create_app(
     >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
 
     """
-    fastapi = _import_fastapi()
-    from fastapi import Request
-    from fastapi.responses import FileResponse, JSONResponse
-    from fastapi.staticfiles import StaticFiles
-    from starlette.concurrency import run_in_threadpool
+    try:
+        from fastapi import FastAPI, Request
+        from fastapi.responses import FileResponse, JSONResponse
+        from fastapi.staticfiles import StaticFiles
+        from starlette.concurrency import run_in_threadpool
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ConfigError(
+            "The service needs FastAPI, uvicorn and python-multipart; install them with "
+            "`pip install 'breastus[serve]'`."
+        ) from exc
 
     from breastus.service._schemas import ErrorResponse, HealthResponse, ModelResponse, PredictResponse
 
@@ -242,7 +236,7 @@ def create_app(
     errors: dict[int | str, dict[str, Any]] = {
         code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422, 503)
     }
-    app = fastapi.FastAPI(
+    app = FastAPI(
         title="breastus",
         summary="Breast ultrasound classification (normal / benign / malignant). Not a medical device.",
         lifespan=lifespan,
@@ -263,8 +257,8 @@ def create_app(
         logger.info("rejected", extra={"event": "rejected", "status": exc.status, "detail": reason})
         return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
 
-    @app.exception_handler(UploadTooLarge)
-    async def _too_large(request: Request, exc: UploadTooLarge) -> JSONResponse:
+    @app.exception_handler(UploadTooLargeError)
+    async def _too_large(request: Request, exc: UploadTooLargeError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=413, headers={"Connection": "close"})
 
     async def read_upload(request: Request) -> bytes:

@@ -133,7 +133,7 @@ def check_pixels(data: bytes, kind: str, max_pixels: int) -> None:
         )
 
 
-class UploadTooLarge(Exception):
+class UploadTooLargeError(Exception):
     """Raised from the wrapped ``receive`` when a request body grows past the limit."""
 
 
@@ -142,7 +142,7 @@ class UploadLimitMiddleware:
 
     A declared ``Content-Length`` over the limit is refused before any byte is
     read; a body that grows past it while streaming (chunked, or a lying header)
-    raises :class:`UploadTooLarge` from ``receive``, which the application turns
+    raises :class:`UploadTooLargeError` from ``receive``, which the application turns
     into a 413 answer. Memory never holds more than the limit.
 
     Parameters
@@ -173,7 +173,7 @@ class UploadLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body_bytes:
-                    raise UploadTooLarge(self.message(seen))
+                    raise UploadTooLargeError(self.message(seen))
             return message
 
         await self.app(scope, limited, send)
@@ -222,8 +222,7 @@ class ConcurrencyGate:
         if self._semaphore.locked() and self.waiting >= self.max_waiting:
             raise ServiceInputError(
                 503,
-                f"The service is busy ({self.max_active} requests running, {self.waiting} waiting); "
-                "retry in a moment.",
+                f"The service is busy ({self.max_active} requests running, {self.waiting} waiting); retry in a moment.",
             )
         self.waiting += 1
         try:
