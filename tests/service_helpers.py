@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -68,13 +69,21 @@ def serve_in_thread(app: Any, timeout: float = 60.0) -> Iterator[str]:
         sock.close()
 
 
+def _stderr_tail(process: subprocess.Popen[bytes]) -> str:
+    log = getattr(process, "log_file", None)
+    if log is None:
+        return ""
+    log.flush()
+    log.seek(0)
+    return str(log.read().decode(errors="replace"))[-2000:]
+
+
 def wait_healthy(url: str, timeout: float = 120.0, process: subprocess.Popen[bytes] | None = None) -> None:
     """Poll ``url/healthz`` until it answers 200 (or fail, with the process's stderr if it died)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            err = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise RuntimeError(f"breastus serve exited with {process.returncode}: {err[-2000:]}")
+            raise RuntimeError(f"breastus serve exited with {process.returncode}: {_stderr_tail(process)}")
         try:
             if httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200:
                 return
@@ -85,15 +94,32 @@ def wait_healthy(url: str, timeout: float = 120.0, process: subprocess.Popen[byt
 
 
 def start_serve_process(checkpoint: Path, port: int, extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
-    """``python -m breastus.cli serve CHECKPOINT --port PORT`` with this checkout's sources first on the path."""
+    """``python -m breastus.cli serve CHECKPOINT --port PORT`` with this checkout's sources first on the path.
+
+    Its stderr (the JSON request log) goes to a temporary file, ``process.log_file``, so a
+    long run never blocks on a full pipe.
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return subprocess.Popen(
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop_process
+    process = subprocess.Popen(
         [sys.executable, "-m", "breastus.cli", "serve", str(checkpoint), "--port", str(port), *extra],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
+    process.log_file = log  # type: ignore[attr-defined]
+    return process
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Kill a serve process (if still running) and close its log."""
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=30)
+    log = getattr(process, "log_file", None)
+    if log is not None:
+        log.close()
 
 
 @contextlib.contextmanager
@@ -106,8 +132,4 @@ def serve_process(checkpoint: Path, extra: Sequence[str] = (), timeout: float = 
         wait_healthy(url, timeout, process)
         yield url, process
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
-        if process.stderr:
-            process.stderr.close()
+        stop_process(process)

@@ -29,7 +29,14 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from service_helpers import png_bytes, serve_in_thread, serve_process, start_serve_process, wait_healthy  # noqa: E402
+from service_helpers import (  # noqa: E402
+    png_bytes,
+    serve_in_thread,
+    serve_process,
+    start_serve_process,
+    stop_process,
+    wait_healthy,
+)
 
 from breastus import ConfigError, Predictor  # noqa: E402
 from breastus.service import (  # noqa: E402
@@ -412,10 +419,7 @@ def test_killed_server_restarts_and_serves_again(tiny_checkpoint: Path) -> None:
             again = upload(url, data)
             assert again.status_code == 200 and again.json() == first.json()
         finally:
-            restarted.kill()
-            restarted.wait(timeout=30)
-            if restarted.stderr:
-                restarted.stderr.close()
+            stop_process(restarted)
 
 
 def test_cli_serve_reports_bad_options(tiny_checkpoint: Path, tmp_path: Path) -> None:
