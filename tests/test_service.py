@@ -402,6 +402,7 @@ def test_dicom_upload_is_classified_like_the_file(server: str, predictor: Predic
     assert "Doe" not in response.text
 
 
+@pytest.mark.slow
 def test_killed_server_restarts_and_serves_again(tiny_checkpoint: Path) -> None:
     data = png_bytes(seed=8)
     with serve_process(tiny_checkpoint) as (url, process):
