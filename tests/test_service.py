@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import importlib.util
 import io
@@ -38,7 +39,7 @@ from service_helpers import (  # noqa: E402
     wait_healthy,
 )
 
-from breastus import ConfigError, Predictor  # noqa: E402
+from breastus import ConfigError, Prediction, Predictor  # noqa: E402
 from breastus.service import (  # noqa: E402
     NOTICE,
     ServiceInputError,
@@ -429,3 +430,41 @@ def test_cli_serve_reports_bad_options(tiny_checkpoint: Path, tmp_path: Path) ->
     assert main(["serve", str(tiny_checkpoint), "--token-file", str(tmp_path / "none.txt")]) == 2
     assert main(["serve", str(tiny_checkpoint), "--max-upload-mb", "0"]) == 2
     assert main(["serve", str(tmp_path / "missing.pt")]) == 2
+
+
+@dataclasses.dataclass(frozen=True)
+class LesionPrediction(Prediction):
+    """A Prediction with the lesion fields a segmenting model adds (as the lesion work does)."""
+
+    lesion_probability: float = 0.0
+    mask: np.ndarray | None = dataclasses.field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "lesion_probability": self.lesion_probability, "mask": self.mask}
+
+
+class LesionPredictor(Predictor):
+    """Returns a square lesion mask at a quarter of the image's size with every prediction."""
+
+    def predict(self, images: Any) -> Any:  # type: ignore[override]
+        results = super().predict(images)
+        single = not isinstance(results, list)
+        out = []
+        for p, image in zip([results] if single else results, [images] if single else images, strict=True):
+            mask = np.zeros((image.height // 4, image.width // 4), dtype=bool)
+            mask[2:6, 3:9] = True
+            out.append(LesionPrediction(p.label, p.probabilities, p.path, np.float32(0.75), mask))
+        return out[0] if single else out
+
+
+def test_lesion_fields_and_outline_flow_through(tiny_checkpoint: Path) -> None:
+    lesion = LesionPredictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    with serve_in_thread(create_app(lesion)) as url:
+        body = upload(url, png_bytes(48, 40), query="?outline=true").json()
+        plain = upload(url, png_bytes(48, 40)).json()
+    assert body["lesion_probability"] == 0.75 and "mask" not in body
+    (line,) = body["outline"]
+    points = np.array(line)
+    assert 10 <= points[:, 0].min() < points[:, 0].max() <= 36  # mask columns 3..8 at 4x scale, in image pixels
+    assert 6 <= points[:, 1].min() < points[:, 1].max() <= 24
+    assert "outline" not in plain or plain["outline"] is None
