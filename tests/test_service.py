@@ -468,3 +468,39 @@ def test_lesion_fields_and_outline_flow_through(tiny_checkpoint: Path) -> None:
     assert 10 <= points[:, 0].min() < points[:, 0].max() <= 36  # mask columns 3..8 at 4x scale, in image pixels
     assert 6 <= points[:, 1].min() < points[:, 1].max() <= 24
     assert "outline" not in plain or plain["outline"] is None
+
+
+def test_describe_model_reads_the_run_folder_without_leaking_paths(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from breastus.models import load_checkpoint
+
+    run = tmp_path / "run"
+    run.mkdir()
+    checkpoint_file = run / "best.pt"
+    checkpoint_file.write_bytes(tiny_checkpoint.read_bytes())
+    paths = [f"/secret/hospital/busi/{c}/{c} ({i}).png" for c in ("benign", "malignant", "normal") for i in (1, 2)]
+    (run / "split.json").write_text(json.dumps({"paths": paths, "train": [0, 2, 4], "val": [1], "test": [3, 5]}))
+    (run / "test_metrics.json").write_text(json.dumps({"accuracy": 0.5, "macro_f1": 0.4}))
+    predictor = Predictor.from_checkpoint(checkpoint_file, device="cpu")
+    described = describe_model(predictor, checkpoint_file, load_checkpoint(checkpoint_file))
+    data = described["training"]["data"]
+    assert data["dataset"] == "busi" and data["images"] == 6
+    assert data["split"]["train"] == {"images": 3, "per_class": {"benign": 1, "malignant": 1, "normal": 1}}
+    assert data["split"]["test"]["per_class"] == {"benign": 0, "malignant": 1, "normal": 1}
+    assert described["metrics"] == {"accuracy": 0.5, "macro_f1": 0.4}
+    assert described["training"]["epochs_completed"] == 0 and described["training"]["best_val_macro_f1"] is None
+    assert "secret" not in json.dumps(described)
+
+
+def test_an_onnx_file_is_served_by_onnxruntime_only(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from breastus.export import export_model
+
+    onnx_file = export_model(tiny_checkpoint, tmp_path / "model.onnx")
+    served = load_served_model(onnx_file, backend="onnxruntime", device="cpu")
+    assert served.explainer is None
+    assert served.description["version"] == hashlib.sha256(onnx_file.read_bytes()).hexdigest()[:12]
+    assert served.description["classes"] == ["benign", "malignant", "normal"]
+    with pytest.raises(ConfigError, match="--backend onnxruntime"):
+        load_served_model(onnx_file, backend="torch")
+    with pytest.raises(ConfigError, match="backend must be one of"):
+        load_served_model(tiny_checkpoint, backend="tensorrt")
