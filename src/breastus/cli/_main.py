@@ -16,9 +16,9 @@ from types import ModuleType
 
 from breastus._errors import BreastusError
 from breastus._version import __version__
-from breastus.cli import _audit, _cv, _evaluate, _explain, _export, _predict, _report, _train
+from breastus.cli import _audit, _cv, _evaluate, _explain, _export, _predict, _report, _serve, _train
 
-COMMANDS: tuple[ModuleType, ...] = (_train, _evaluate, _predict, _report, _explain, _audit, _cv, _export)
+COMMANDS: tuple[ModuleType, ...] = (_train, _evaluate, _predict, _report, _explain, _audit, _cv, _export, _serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
