@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from breastus._errors import DataError
+from breastus.cli import _predict_ray
 from breastus.data._io import IMAGE_SUFFIXES
 from breastus.prediction._predictor import Prediction, Predictor, iter_images
 
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--on-error", choices=["raise", "skip"], default="raise", help="what to do with unreadable images"
     )
+    _predict_ray.add_arguments(parser)
 
 
 def expand_paths(paths: Sequence[str]) -> Iterator[Path]:
@@ -43,6 +45,8 @@ def expand_paths(paths: Sequence[str]) -> Iterator[Path]:
 
 def run(args: argparse.Namespace) -> int:
     """Predict and print (or write) the results as they come."""
+    if args.engine == "ray":
+        return _predict_ray.run(args)
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, tta=args.tta, batch_size=args.batch_size)
     predictions = predictor.predict_paths(expand_paths(args.paths), on_error=args.on_error)
     names = predictor.class_names
