@@ -74,6 +74,7 @@ def test_rows_match_the_predictor_and_unreadable_files_are_rows(local_ray, archi
     result = predict_archive(tiny_checkpoint, archive["manifest"], out, num_workers=2, batch_size=4, rows_per_part=8)
     assert isinstance(result, ArchiveResult)
     assert (result.total, result.skipped, result.predicted, result.failed, result.num_workers) == (22, 0, 20, 2, 2)
+    assert 0 < result.startup_seconds < result.seconds and result.images_per_second == 22 / result.seconds
 
     frame = _read(out)
     assert list(frame.columns) == ["path", "label", *PROBABILITIES, "error"]
@@ -111,7 +112,7 @@ def test_resume_predicts_only_missing_rows_and_retries_errors(
     _assert_matches_predictor(tiny_checkpoint, frame, good)
 
     third = predict_archive(tiny_checkpoint, good[:5], out)  # all done: Ray is not even asked
-    assert (third.total, third.skipped, third.written, third.num_workers) == (5, 5, 0, 0)
+    assert (third.total, third.skipped, third.written, third.num_workers, third.startup_seconds) == (5, 5, 0, 0, 0.0)
     assert len(_read(out)) == 22
     assert main([*argv, "--no-resume"]) == 2  # refused before any work
     assert "resume=False" in capsys.readouterr().err

@@ -85,6 +85,10 @@ class ArchiveResult:
         Wall time of the run, Ray start-up included.
     num_workers : int
         Ray actors used (0 when nothing was left to predict).
+    startup_seconds : float
+        Wall time until the first rows came back: listing the inputs, reading
+        ``out``, Ray start-up, actor creation, model loading and the first batch
+        (0.0 when nothing was predicted). The rest of ``seconds`` is the steady state.
 
     """
 
@@ -95,6 +99,7 @@ class ArchiveResult:
     failed: int
     seconds: float
     num_workers: int
+    startup_seconds: float
 
     @property
     def written(self) -> int:
@@ -268,8 +273,11 @@ class _PartWriter:
         self.pending: list[pa.Table] = []
         self.rows = self.parts = self.predicted = self.failed = 0
         self.last_flush = time.monotonic()
+        self.first_rows_at: float | None = None
 
     def add(self, table: pa.Table) -> None:
+        if self.first_rows_at is None:
+            self.first_rows_at = time.perf_counter()
         self.pending.append(table)
         self.rows += table.num_rows
         if self.rows >= self.rows_per_part or time.monotonic() - self.last_flush > _FLUSH_SECONDS:
@@ -556,6 +564,7 @@ def _predict_archive(
         failed=writer.failed,
         seconds=time.perf_counter() - started,
         num_workers=workers,
+        startup_seconds=0.0 if writer.first_rows_at is None else writer.first_rows_at - started,
     )
 
 
