@@ -18,6 +18,15 @@ time after the first rows came out: the rate an archive of millions of images
 sees once the fixed start-up costs are paid). The ratios are Ray's over the
 mean of the two single runs.
 
+On a shared machine, wall times follow the load of the other jobs, and several
+processes get a larger share of a busy CPU than one process with two threads.
+So CPU time is also measured: the single process's ``time.process_time()``, and
+for Ray the driver's plus each actor process's own (written by a metering
+subclass of the actor after each batch, so imports and model loading in the
+actors count). **Images per CPU-second** compares what each engine costs, load
+or not; "after start-up" leaves out the model load (single) and each actor's
+imports and model load (Ray).
+
 Run (the figures in docs/guide/archives.rst)::
 
     nice -n 5 python benchmarks/ray_predict.py --json benchmarks/results/ray_predict.json
@@ -31,7 +40,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -42,7 +50,8 @@ import torch
 
 from breastus import Predictor, __version__
 from breastus.models import Checkpoint, build_model, save_checkpoint
-from breastus.prediction import iter_images, predict_archive
+from breastus.prediction import iter_images
+from breastus.prediction._ray import _ArchiveWorker, _predict_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("BREASTUS_DATA", ROOT.parent / "shared" / "datasets" / "busi"))
@@ -63,26 +72,61 @@ def spread(paths: list[Path], n: int) -> list[str]:
     return [str(paths[int(i * step)]) for i in range(n)]
 
 
-def single(checkpoint: Path, paths: list[str], batch_size: int) -> tuple[float, float]:
-    """Wall time of the whole run, and until the first prediction came out."""
-    started = time.perf_counter()
+class MeteredWorker(_ArchiveWorker):
+    """The predict_archive actor, also writing its process's CPU time (after start-up, after each batch)."""
+
+    meter_dir = ""  # set before the run; this class is pickled by value (it lives in __main__)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cpu_after_startup = time.process_time()  # imports, Ray worker start and model load
+
+    def __call__(self, batch: Any) -> Any:
+        table = super().__call__(batch)
+        meter = {"startup": self.cpu_after_startup, "end": time.process_time()}
+        (Path(self.meter_dir) / f"{os.getpid()}.json").write_text(json.dumps(meter))
+        return table
+
+
+def single(checkpoint: Path, paths: list[str], batch_size: int) -> dict[str, float]:
+    """Wall and CPU time of the whole run and of its start-up (model load and first batch)."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu", batch_size=batch_size)
-    first, rows = 0.0, 0
+    first = first_cpu = 0.0
+    rows = 0
     for _ in predictor.predict_paths([Path(p) for p in paths]):
         rows += 1
         if rows == 1:
-            first = time.perf_counter() - started
-    seconds = time.perf_counter() - started
+            first, first_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     assert rows == len(paths)
-    return seconds, first
+    return {
+        "seconds": time.perf_counter() - started,
+        "startup_seconds": first,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "startup_cpu_seconds": first_cpu,
+    }
 
 
-def on_ray(checkpoint: Path, paths: list[str], out: Path, workers: int, batch_size: int) -> tuple[float, float]:
-    """Wall time of the whole run, and until the first rows came back."""
-    shutil.rmtree(out, ignore_errors=True)
-    result = predict_archive(checkpoint, paths, out, num_workers=workers, batch_size=batch_size)
+def on_ray(checkpoint: Path, paths: list[str], out: Path, workers: int, batch_size: int) -> dict[str, float]:
+    """The same for predict_archive; CPU: the driver's plus every actor process's (imports included)."""
+    meters = out.with_suffix(".cpu")
+    meters.mkdir()
+    MeteredWorker.meter_dir = str(meters)
+    cpu_started = time.process_time()
+    result = _predict_archive(
+        checkpoint, paths, out, num_workers=workers, batch_size=batch_size, backend=None, device="cpu", tta=False,
+        threads_per_worker=1, ray_address=None, resume=False, rows_per_part=1000, worker=MeteredWorker,
+    )  # fmt: skip
+    driver_cpu = time.process_time() - cpu_started
     assert (result.predicted, result.failed) == (len(paths), 0), result
-    return result.seconds, result.startup_seconds
+    actors = [json.loads(f.read_text()) for f in meters.glob("*.json")]
+    return {
+        "seconds": result.seconds,
+        "startup_seconds": result.startup_seconds,
+        "cpu_seconds": driver_cpu + sum(a["end"] for a in actors),
+        "startup_cpu_seconds": sum(a["startup"] for a in actors),  # a lower bound: the first batch is not in it
+        "actors": len(actors),
+    }
 
 
 def main() -> int:
@@ -123,44 +167,43 @@ def main() -> int:
             ray_shutdown = time.perf_counter() - started
 
     n = len(paths)
-    table = {
-        name: {
-            "seconds": seconds,
-            "startup_seconds": first,
-            "whole_run_images_per_second": n / seconds,
-            "steady_images_per_second": (n - args.batch_size) / (seconds - first),
-        }
-        for name, (seconds, first) in runs.items()
-    }
+    for row in runs.values():
+        row["whole_run_images_per_second"] = n / row["seconds"]
+        row["steady_images_per_second"] = (n - args.batch_size) / (row["seconds"] - row["startup_seconds"])
+        row["images_per_cpu_second"] = n / row["cpu_seconds"]
+        row["images_per_cpu_second_after_startup"] = n / (row["cpu_seconds"] - row["startup_cpu_seconds"])
 
-    def single_mean(key: str) -> float:
-        return (table["single_1"][key] + table["single_2"][key]) / 2
+    def ratio(key: str) -> float:
+        return runs["ray"][key] / ((runs["single_1"][key] + runs["single_2"][key]) / 2)
 
     ratios = {
-        "whole_run": table["ray"]["whole_run_images_per_second"] / single_mean("whole_run_images_per_second"),
-        "steady_state": table["ray"]["steady_images_per_second"] / single_mean("steady_images_per_second"),
-        "whole_run_with_ray_init": (n / (runs["ray"][0] + ray_init)) / single_mean("whole_run_images_per_second"),
+        "whole_run": ratio("whole_run_images_per_second"),
+        "steady_state": ratio("steady_images_per_second"),
+        "per_cpu_second": ratio("images_per_cpu_second"),
+        "per_cpu_second_after_startup": ratio("images_per_cpu_second_after_startup"),
     }
+    ratios["whole_run_with_ray_init"] = (
+        ratios["whole_run"] * runs["ray"]["seconds"] / (runs["ray"]["seconds"] + ray_init)
+    )
     load_after = os.getloadavg()
 
-    print(f"\n{'run':<10}{'wall s':>8}{'start-up s':>12}{'whole-run img/s':>17}{'steady img/s':>14}")
-    for name, row in table.items():
-        print(
-            f"{name:<10}{row['seconds']:>8.1f}{row['startup_seconds']:>12.1f}"
-            f"{row['whole_run_images_per_second']:>17.1f}{row['steady_images_per_second']:>14.1f}"
-        )
+    head = ("wall s", "start-up s", "img/s", "steady img/s", "CPU s", "img/CPU-s", "img/CPU-s*")
+    print("\n" + f"{'run':<10}" + "".join(f"{h:>14}" for h in head))
+    keys = ("seconds", "startup_seconds", "whole_run_images_per_second", "steady_images_per_second", "cpu_seconds",
+            "images_per_cpu_second", "images_per_cpu_second_after_startup")  # fmt: skip
+    for name, row in runs.items():
+        print(f"{name:<10}" + "".join(f"{row[k]:>14.2f}" for k in keys))
+    print("* CPU after start-up (single: model load and first batch; Ray: each actor's imports and model load)")
     print(f"ray.init {ray_init:.1f} s, ray.shutdown {ray_shutdown:.1f} s (once per cluster, not in the rows above)")
-    print(
-        f"Ray ({args.workers} workers) / single process: whole run {ratios['whole_run']:.2f}x, "
-        f"steady state {ratios['steady_state']:.2f}x, whole run counting ray.init "
-        f"{ratios['whole_run_with_ray_init']:.2f}x (target >= 0.9x)"
-    )
+    print(f"Ray ({args.workers} workers) / single process (mean of the two runs), target >= 0.9x:")
+    for name, value in ratios.items():
+        print(f"  {name:<30}{value:.2f}x")
     print(f"load average after: {load_after}")
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         report: dict[str, Any] = {
-            "runs": table,
+            "runs": runs,
             "ratios_ray_to_single": ratios,
             "ray_init_seconds": ray_init,
             "ray_shutdown_seconds": ray_shutdown,

@@ -218,3 +218,17 @@ def test_output_of_other_classes_or_without_resume_is_refused(tiny_checkpoint, a
     with pytest.raises(DataError, match="resume=False"):
         predict_archive(tiny_checkpoint, archive["good"][:1], out, resume=False)
     shutil.rmtree(out)
+
+
+def test_worker_rows_from_an_exported_onnx_model(tiny_checkpoint, archive, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """What each actor runs, without Ray: an exported .onnx file gives the checkpoint's probabilities."""
+    pytest.importorskip("onnxruntime")
+    from breastus.export import export_model
+    from breastus.prediction._ray import load_predictor, predict_rows
+
+    onnx_file = export_model(tiny_checkpoint, tmp_path / "model.onnx")
+    paths = [*archive["good"][:5], *archive["bad"]]
+    table = predict_rows(load_predictor(onnx_file, batch_size=2), paths).to_pandas()
+    assert list(table["path"]) == paths and table["error"].notna().tolist() == [False] * 5 + [True] * 2
+    expected = Predictor.from_checkpoint(tiny_checkpoint, device="cpu").predict_proba(archive["good"][:5])
+    np.testing.assert_allclose(table[PROBABILITIES].to_numpy()[:5], expected, atol=1e-5, rtol=0)
