@@ -177,6 +177,10 @@ def test_archive_paths_from_folders_manifests_and_files(archive, tmp_path) -> No
     no_path.write_text("image,label\na.png,benign\n")
     with pytest.raises(DataError, match=r"labels\.csv.*no 'path' column"):
         archive_paths(no_path)
+    with pytest.raises(DataError, match=r"Manifest .*missing\.csv.* does not exist"):
+        archive_paths(tmp_path / "missing.csv")
+    with pytest.raises(DataError, match=r"scnas.*neither a folder, a CSV manifest nor an image file"):
+        archive_paths(tmp_path / "scnas")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError, match="No image to predict"):

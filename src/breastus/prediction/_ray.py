@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from breastus._errors import ConfigError, DataError
+from breastus.data._io import IMAGE_SUFFIXES
 from breastus.prediction._predictor import Predictor, iter_images
 
 if TYPE_CHECKING:
@@ -185,12 +186,14 @@ def archive_paths(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[st
     Each input is a folder (its images, sorted, masks and hidden files left out:
     see :func:`~breastus.prediction.iter_images`), a ``.csv`` manifest (its
     ``path`` column; relative paths are relative to the manifest's folder), or an
-    image path (kept even if it does not exist: it becomes an error row).
+    image file (kept even if it does not exist: it becomes an error row).
 
     Raises
     ------
     DataError
-        If a manifest has no ``path`` column or an empty path, or nothing is named.
+        If a manifest is missing, has no ``path`` column or an empty path; if an
+        input that does not exist has no image suffix (a mistyped folder); or if
+        nothing is named.
 
     """
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
@@ -199,10 +202,17 @@ def archive_paths(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[st
         path = Path(item)
         if path.is_dir():
             paths.extend(os.fspath(p) for p in iter_images(path))
-        elif path.suffix.lower() == ".csv" and path.is_file():
+        elif path.suffix.lower() == ".csv":
+            if not path.is_file():
+                raise DataError(f"Manifest {str(path)!r} does not exist; pass a CSV file with a 'path' column.")
             paths.extend(_read_path_column(path))
-        else:
+        elif path.exists() or path.suffix.lower() in IMAGE_SUFFIXES:
             paths.append(os.fspath(item))
+        else:  # most likely a mistyped folder: one error row would hide it
+            raise DataError(
+                f"Input {str(path)!r} does not exist and is neither a folder, a CSV manifest nor an image file "
+                f"({', '.join(sorted(IMAGE_SUFFIXES))}); check the path."
+            )
     unique = list(dict.fromkeys(paths))
     if not unique:
         raise DataError(
