@@ -69,6 +69,8 @@ def _assert_matches_predictor(checkpoint: Path, frame, good: list[str]) -> None:
     assert list(ok["label"]) == [CLASSES[i] for i in expected.argmax(axis=1)]
 
 
+@pytest.mark.busi
+@pytest.mark.slow
 def test_rows_match_the_predictor_and_unreadable_files_are_rows(local_ray, archive, tiny_checkpoint, tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "predictions.parquet"
     result = predict_archive(tiny_checkpoint, archive["manifest"], out, num_workers=2, batch_size=4, rows_per_part=8)
@@ -91,6 +93,8 @@ def test_rows_match_the_predictor_and_unreadable_files_are_rows(local_ray, archi
     assert len(parts) >= 2 and all(p.startswith("part-") and p.endswith(".parquet") for p in parts)  # no temp file
 
 
+@pytest.mark.busi
+@pytest.mark.slow
 def test_resume_predicts_only_missing_rows_and_retries_errors(
     local_ray, archive, tiny_checkpoint, tmp_path, capsys
 ) -> None:  # type: ignore[no-untyped-def]
@@ -118,6 +122,8 @@ def test_resume_predicts_only_missing_rows_and_retries_errors(
     assert "resume=False" in capsys.readouterr().err
 
 
+@pytest.mark.busi
+@pytest.mark.slow
 def test_a_killed_worker_still_writes_every_row_once(local_ray, archive, tiny_checkpoint, tmp_path) -> None:  # type: ignore[no-untyped-def]
     marker = tmp_path / "killed-once"
 
