@@ -242,3 +242,15 @@ def test_worker_rows_from_an_exported_onnx_model(tiny_checkpoint, archive, tmp_p
     assert list(table["path"]) == paths and table["error"].notna().tolist() == [False] * 5 + [True] * 2
     expected = Predictor.from_checkpoint(tiny_checkpoint, device="cpu").predict_proba(archive["good"][:5])
     np.testing.assert_allclose(table[PROBABILITIES].to_numpy()[:5], expected, atol=1e-5, rtol=0)
+
+
+def test_more_workers_than_a_local_ray_has_cpus_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A Ray started for the run never grows: asking for more actors than CPUs would wait forever."""
+    from types import SimpleNamespace
+
+    from breastus.prediction._ray import _PartWriter, _run
+
+    two_cpus = SimpleNamespace(cluster_resources=lambda: {"CPU": 2.0})
+    with pytest.raises(ConfigError, match=r"num_workers=3 actors need 3 CPU\(s\) but the Ray cluster has 2"):
+        _run(two_cpus, ["a.png"], _PartWriter(tmp_path, 10), _ArchiveWorker, "best.pt", None, 4, "cpu", False, 1, 3,
+             local=True)  # fmt: skip

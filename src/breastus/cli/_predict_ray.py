@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine",
         choices=["local", "ray"],
         default="local",
-        help="local: this process; ray: Ray Data actors, one Parquet row per image, unreadable files recorded",
+        help="local: this process; ray: Ray Data actors writing one Parquet row per image to --out, unreadable "
+        "files recorded as error rows (--on-error does not apply; --device auto means cpu)",
     )
     group.add_argument("--out", metavar="OUT.parquet", help="with --engine ray: Parquet dataset directory to write")
     group.add_argument("--num-workers", type=int, help="with --engine ray: Ray actors (default: one per CPU)")

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import secrets
 import time
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
 
 EXPORTED_SUFFIXES = (".onnx", ".ts", ".torchscript")
 """Suffixes of files written by ``breastus export``; anything else is read as a checkpoint."""
+
+logger = logging.getLogger(__name__)
 
 _SCHEMA_KEY = b"breastus"
 _BACKEND_WITH_EXPORTED = (
@@ -558,7 +561,7 @@ def _predict_archive(
         started_ray = _connect(ray, ray_address)
         try:
             workers = _run(ray, todo, writer, worker, source, backend, batch_size, device, tta,
-                           threads_per_worker, num_workers)  # fmt: skip
+                           threads_per_worker, num_workers, local=started_ray)  # fmt: skip
         finally:
             writer.flush()
             if started_ray:
@@ -590,14 +593,25 @@ def _run(
     tta: bool,
     threads: int,
     num_workers: int | None,
+    local: bool,
 ) -> int:
     """Stream ``todo`` through the actor pool into ``writer``; returns the pool size."""
     import pyarrow as pa
 
     gpu = device.startswith("cuda")
+    resources = ray.cluster_resources()
+    unit = "GPU" if gpu else "CPU"
+    capacity = int(resources.get(unit, 0)) // (1 if gpu else threads)
     if num_workers is None:
-        resources = ray.cluster_resources()
-        num_workers = max(1, int(resources.get("GPU", 0)) if gpu else int(resources.get("CPU", 1)) // threads)
+        num_workers = max(1, capacity)
+    elif num_workers > capacity:
+        message = (
+            f"num_workers={num_workers} actors need {num_workers * (1 if gpu else threads)} {unit}(s) but the Ray "
+            f"cluster has {resources.get(unit, 0):g}"
+        )
+        if local:  # a Ray started for this run never grows: the extra actors would wait forever
+            raise ConfigError(f"{message}. Pass num_workers <= {max(capacity, 1)} or leave it unset.")
+        logger.warning("%s; the extra actors wait until an autoscaler adds nodes.", message)
     blocks = [pa.table({"path": todo[i : i + batch_size]}) for i in range(0, len(todo), batch_size)]
     num_workers = min(num_workers, len(blocks))
     dataset = ray.data.from_arrow(blocks).map_batches(
