@@ -18,7 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "files recorded as error rows (--on-error does not apply; --device auto means cpu)",
     )
     group.add_argument("--out", metavar="OUT.parquet", help="with --engine ray: Parquet dataset directory to write")
-    group.add_argument("--num-workers", type=int, help="with --engine ray: Ray actors; unset: one per CPU of the cluster")
+    group.add_argument(
+        "--num-workers", type=int, help="with --engine ray: Ray actors; unset: one per CPU of the cluster"
+    )
     group.add_argument(
         "--ray-address", metavar="ADDR", help="with --engine ray: existing cluster, e.g. ray://head:10001 or auto"
     )
