@@ -11,6 +11,7 @@ from pathlib import Path
 from breastus._errors import DataError
 from breastus.cli import _predict_ray
 from breastus.data._io import IMAGE_SUFFIXES
+from breastus.prediction._frames import parse_frames, predict_frames
 from breastus.prediction._predictor import Prediction, Predictor, iter_images
 
 NAME = "predict"
@@ -30,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--on-error", choices=["raise", "skip"], default="raise", help="what to do with unreadable images"
     )
+    parser.add_argument(
+        "--frames",
+        metavar="all|N[,M...]",
+        help="DICOM cine loops: classify every frame ('all') or the given 0-based frames, one result each "
+        "(default: the first frame only)",
+    )
     _predict_ray.add_arguments(parser)
 
 
@@ -47,16 +54,22 @@ def run(args: argparse.Namespace) -> int:
     """Predict and print (or write) the results as they come."""
     if args.engine == "ray":
         return _predict_ray.run(args)
+    frames = args.frames is not None
+    chosen = parse_frames(args.frames) if frames else None  # a bad value fails before the model loads
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, tta=args.tta, batch_size=args.batch_size)
-    predictions = predictor.predict_paths(expand_paths(args.paths), on_error=args.on_error)
+    if frames:
+        predictions = predict_frames(predictor, expand_paths(args.paths), chosen, on_error=args.on_error)
+    else:
+        predictions = predictor.predict_paths(expand_paths(args.paths), on_error=args.on_error)
     names = predictor.class_names
     count = 0
     if args.csv:
         with open(args.csv, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["path", "label", *[f"p_{c}" for c in names]])
+            writer.writerow(["path", *(["frame"] if frames else []), "label", *[f"p_{c}" for c in names]])
             for p in predictions:  # one flushed row per image: an interrupted run keeps what it finished
-                writer.writerow([p.path, p.label, *[f"{p.probabilities[c]:.6f}" for c in names]])
+                frame = [] if not frames else ["" if p.frame is None else p.frame]
+                writer.writerow([p.path, *frame, p.label, *[f"{p.probabilities[c]:.6f}" for c in names]])
                 handle.flush()
                 count += 1
     else:
@@ -73,4 +86,5 @@ def run(args: argparse.Namespace) -> int:
 
 def _line(p: Prediction) -> str:
     probs = "  ".join(f"{c}={v:.3f}" for c, v in p.probabilities.items())
-    return f"{p.path}\t{p.label}\t{probs}"
+    where = p.path if p.frame is None else f"{p.path}\tframe {p.frame}"
+    return f"{where}\t{p.label}\t{probs}"

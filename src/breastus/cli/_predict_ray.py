@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--engine ray needs --out OUT.parquet (the Parquet dataset directory to write).")
     if args.json or args.csv:
         raise ConfigError("--engine ray writes Parquet to --out; drop --json/--csv (or use --engine local).")
+    if getattr(args, "frames", None) is not None:
+        raise ConfigError("--engine ray classifies the first frame of a DICOM cine loop; drop --frames.")
     result = predict_archive(
         args.checkpoint,
         args.paths,

@@ -1,4 +1,4 @@
-"""Data: image decoding, dataset discovery, duplicate detection and splits."""
+"""Data: image (and DICOM) decoding, dataset discovery, duplicate detection and splits."""
 
 from breastus.data._audit import AuditImage as AuditImage
 from breastus.data._audit import AuditReport as AuditReport
@@ -9,6 +9,10 @@ from breastus.data._dataset import Sample as Sample
 from breastus.data._dataset import UltrasoundDataset as UltrasoundDataset
 from breastus.data._dataset import discover_folder as discover_folder
 from breastus.data._dataset import read_manifest as read_manifest
+from breastus.data._dicom import DicomFrame as DicomFrame
+from breastus.data._dicom import is_dicom as is_dicom
+from breastus.data._dicom import iter_dicom_frames as iter_dicom_frames
+from breastus.data._dicom import read_dicom as read_dicom
 from breastus.data._duplicates import DEFAULT_HASH_THRESHOLD as DEFAULT_HASH_THRESHOLD
 from breastus.data._duplicates import duplicate_groups as duplicate_groups
 from breastus.data._io import load_image as load_image
@@ -22,6 +26,7 @@ __all__ = [
     "DEFAULT_HASH_THRESHOLD",
     "AuditImage",
     "AuditReport",
+    "DicomFrame",
     "ImageCache",
     "Sample",
     "Split",
@@ -29,9 +34,12 @@ __all__ = [
     "audit",
     "discover_folder",
     "duplicate_groups",
+    "is_dicom",
+    "iter_dicom_frames",
     "kfold_indices",
     "load_image",
     "load_mask",
+    "read_dicom",
     "read_manifest",
     "train_val_test_split",
 ]

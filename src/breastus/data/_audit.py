@@ -27,6 +27,7 @@ from PIL import Image
 
 from breastus._errors import ConfigError, DataError
 from breastus.data._dataset import is_mask_file, natural_key, read_manifest
+from breastus.data._dicom import dicom_photometric, is_dicom
 from breastus.data._duplicates import (
     DEFAULT_HASH_THRESHOLD,
     ImageFingerprint,
@@ -52,7 +53,8 @@ class AuditImage:
     width, height : int
         Size in pixels.
     mode : str
-        PIL mode of the file as stored (``"L"``, ``"RGB"``, ``"RGBA"``, ...).
+        PIL mode of the file as stored (``"L"``, ``"RGB"``, ``"RGBA"``, ...); for DICOM its
+        photometric interpretation (``"MONOCHROME2"``, ...).
     format : str
         File format (``"PNG"``, ``"JPEG"``, ...).
     n_masks : int
@@ -382,8 +384,11 @@ def audit(
     for path, label, masks in found:
         try:
             fp = fingerprint(path)
-            with Image.open(path) as raw:
-                mode, fmt = raw.mode, raw.format or path.suffix.lstrip(".").upper()
+            if is_dicom(path):
+                mode, fmt = dicom_photometric(path), "DICOM"
+            else:
+                with Image.open(path) as raw:
+                    mode, fmt = raw.mode, raw.format or path.suffix.lstrip(".").upper()
         except (DataError, OSError) as exc:
             unreadable.append({"path": rel(path), "error": str(exc)})
             continue

@@ -3,8 +3,9 @@
 Every image becomes an 8-bit single-channel (``"L"``) PIL image: B-mode
 ultrasound is grayscale, and the few images stored as RGB (colour Doppler or
 annotation overlays) are converted with the ITU-R 601-2 luma transform. EXIF
-orientation is applied. Failures raise :class:`~breastus.DataError` naming the
-file and what to do about it.
+orientation is applied. DICOM files (``.dcm``, or ``DICM`` at byte 128) are
+decoded to the same contract (see :func:`breastus.data.iter_dicom_frames`).
+Failures raise :class:`~breastus.DataError` naming the file and what to do about it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from breastus._errors import DataError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"})
 """File suffixes (lower case) that are read as images."""
 
 
@@ -74,7 +75,10 @@ def load_image(path: str | Path, data: bytes | None = None) -> Image.Image:
     Parameters
     ----------
     path : str or pathlib.Path
-        A PNG, JPEG, BMP or TIFF file.
+        A PNG, JPEG, BMP, TIFF or DICOM file. A DICOM file (``.dcm`` suffix or
+        ``DICM`` at byte 128) gives its first frame, cropped to its tissue region,
+        with ``info["pixel_spacing_mm"]`` when known (see
+        :func:`breastus.data.iter_dicom_frames` for the rules and other frames).
     data : bytes, optional
         The file's contents, already read: they are decoded instead of reading
         ``path`` again (which then only names the file in error messages).
@@ -96,6 +100,10 @@ def load_image(path: str | Path, data: bytes | None = None) -> Image.Image:
         raise DataError(f"Image file {str(path)!r} does not exist or is not a file.")
     if (len(data) if data is not None else path.stat().st_size) == 0:
         raise DataError(f"Image file {str(path)!r} is empty (0 bytes); delete it or replace it with the image.")
+    from breastus.data._dicom import DICOM_SUFFIXES, is_dicom, read_dicom
+
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return read_dicom(path, data=data).image
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -110,6 +118,8 @@ def load_image(path: str | Path, data: bytes | None = None) -> Image.Image:
             "or raise PIL.Image.MAX_IMAGE_PIXELS."
         ) from exc
     except UnidentifiedImageError as exc:
+        if is_dicom(path, data):  # DICOM by content (b"DICM" at byte 128), whatever the file is called
+            return read_dicom(path, data=data).image
         raise DataError(
             f"File {str(path)!r} is not an image PIL can read (PNG, JPEG, BMP, TIFF); "
             "remove it from the data folder or convert it."

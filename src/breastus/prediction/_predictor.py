@@ -43,12 +43,15 @@ class Prediction:
         Probability of each class (in the model's class order); sums to 1.
     path : str or None
         The image file, when the input was a path.
+    frame : int or None
+        The 0-based frame of a DICOM file, from :meth:`Predictor.predict_frames`.
 
     """
 
     label: str
     probabilities: dict[str, float] = field(repr=False)
     path: str | None = None
+    frame: int | None = None
 
     @property
     def confidence(self) -> float:
@@ -57,7 +60,10 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for JSON and CSV."""
-        return {"path": self.path, "label": self.label, "probabilities": dict(self.probabilities)}
+        values: dict[str, Any] = {"path": self.path, "label": self.label, "probabilities": dict(self.probabilities)}
+        if self.frame is not None:
+            values["frame"] = self.frame
+        return values
 
 
 def _as_grayscale(image: ImageInput) -> tuple[Image.Image, str | None]:
@@ -311,8 +317,9 @@ class Predictor:
         Parameters
         ----------
         images : path, PIL image, numpy array, or list of them
-            Any PIL-readable file (PNG, JPEG, BMP, TIFF; any mode), a PIL image of
-            any mode, or a numpy array of shape (H, W), (H, W, 3) or (H, W, 4).
+            Any PIL-readable file (PNG, JPEG, BMP, TIFF; any mode), a DICOM file
+            (its first frame: :meth:`predict_frames` gives every frame), a PIL
+            image of any mode, or a numpy array of shape (H, W), (H, W, 3) or (H, W, 4).
 
         Returns
         -------
@@ -430,6 +437,25 @@ class Predictor:
         if not Path(folder).is_dir():
             raise DataError(f"Folder {str(folder)!r} does not exist or is not a folder.")
         return self.predict_paths(iter_images(folder, recursive), on_error=on_error)
+
+    def predict_frames(
+        self, path: str | os.PathLike[str], frames: int | Sequence[int] | None = None
+    ) -> Iterator[Prediction]:
+        """Classify every frame (``frames=None``) or chosen 0-based frames of a DICOM cine loop, streaming.
+
+        Frames are decoded one at a time and classified ``batch_size`` at a time;
+        each :class:`Prediction` has its ``frame`` set. See
+        :func:`breastus.prediction.predict_frames` for several files and ``on_error``.
+
+        Raises
+        ------
+        DataError
+            If the file or a frame cannot be read, or a frame number is out of range.
+
+        """
+        from breastus.prediction._frames import predict_frames
+
+        return predict_frames(self, [path], frames)
 
     def predict_paths(self, paths: Iterable[Path], on_error: str = "raise") -> Iterator[Prediction]:
         """Classify image files from an iterable, streaming batch by batch (lazily, like :meth:`predict_folder`)."""
