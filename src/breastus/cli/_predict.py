@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from breastus._errors import DataError
+from breastus.cli import _predict_ray
 from breastus.data._io import IMAGE_SUFFIXES
 from breastus.prediction._frames import parse_frames, predict_frames
 from breastus.prediction._predictor import Prediction, Predictor, iter_images
@@ -36,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="DICOM cine loops: classify every frame ('all') or the given 0-based frames, one result each "
         "(default: the first frame only)",
     )
+    _predict_ray.add_arguments(parser)
 
 
 def expand_paths(paths: Sequence[str]) -> Iterator[Path]:
@@ -50,6 +52,8 @@ def expand_paths(paths: Sequence[str]) -> Iterator[Path]:
 
 def run(args: argparse.Namespace) -> int:
     """Predict and print (or write) the results as they come."""
+    if args.engine == "ray":
+        return _predict_ray.run(args)
     frames = args.frames is not None
     chosen = parse_frames(args.frames) if frames else None  # a bad value fails before the model loads
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, tta=args.tta, batch_size=args.batch_size)

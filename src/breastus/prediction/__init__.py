@@ -5,5 +5,7 @@ from breastus.prediction._predictor import ImageInput as ImageInput
 from breastus.prediction._predictor import Prediction as Prediction
 from breastus.prediction._predictor import Predictor as Predictor
 from breastus.prediction._predictor import iter_images as iter_images
+from breastus.prediction._ray import ArchiveResult as ArchiveResult
+from breastus.prediction._ray import predict_archive as predict_archive
 
-__all__ = ["ImageInput", "Prediction", "Predictor", "iter_images", "predict_frames"]
+__all__ = ["ArchiveResult", "ImageInput", "Prediction", "Predictor", "iter_images", "predict_archive", "predict_frames"]
