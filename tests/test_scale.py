@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from breastus import Predictor
-from breastus.prediction import _predictor
+from breastus.data import _inputs
 from breastus.prediction._predictor import iter_images
 
 CLASSES = ("benign", "malignant", "normal")
@@ -79,14 +79,14 @@ def test_predict_folder_decodes_one_batch_ahead_at_most(
     """Memory stays flat: at any time at most one batch of decoded images waits to be yielded."""
     folder = _write_scans(tmp_path / "scans", 100, side=8)
     decoded = 0
-    real = _predictor.load_image
+    real = _inputs.load_image
 
     def counting(path: str | Path) -> Image.Image:
         nonlocal decoded
         decoded += 1
         return real(path)
 
-    monkeypatch.setattr(_predictor, "load_image", counting)
+    monkeypatch.setattr(_inputs, "load_image", counting)  # what the Predictor decodes paths with
     predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=8)
     stream = predictor.predict_folder(folder)
     assert decoded == 0  # lazy: nothing is read before the first result is asked for

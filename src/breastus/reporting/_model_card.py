@@ -31,6 +31,7 @@ from breastus.evaluation._calibration import expected_calibration_error
 from breastus.evaluation._cv import bootstrap_ci
 from breastus.evaluation._metrics import compute_metrics
 from breastus.models._checkpoint import Checkpoint, load_checkpoint
+from breastus.reporting._command_options import COMMAND_OPTIONS
 from breastus.training._config import TrainConfig
 
 MODEL_CARD_FILE = "model_card.md"
@@ -529,31 +530,6 @@ def _failure_section(run: _Run) -> list[str]:
     return lines
 
 
-def _cli_flags(command: str) -> dict[str, tuple[str, Any]]:
-    """Option string and argparse default of each TrainConfig field that ``breastus <command>`` can set."""
-    import argparse
-
-    from breastus.cli._main import COMMANDS
-
-    parser = argparse.ArgumentParser()
-    for module in COMMANDS:
-        if command == module.NAME:
-            module.add_arguments(parser)
-    flags: dict[str, tuple[str, Any]] = {}
-    special = {"early_stopping_patience": "--early-stopping", "num_workers": "--workers"}
-    for action in parser._actions:
-        for option in action.option_strings:
-            flags[option] = (action.dest, action.default)
-    out: dict[str, tuple[str, Any]] = {}
-    for name in TrainConfig.__dataclass_fields__:
-        option = special.get(name, "--" + name.replace("_", "-"))
-        if option in flags:
-            out[name] = (option, flags[option][1])
-        elif f"--no-{name.replace('_', '-')}" in flags:
-            out[name] = (f"--no-{name.replace('_', '-')}", True)
-    return out
-
-
 def _reproduce_section(run: _Run) -> list[str]:
     cv = _cv_data(run) if run.checkpoint_path.parent != run.root else None
     cfg = dict(cv["config"]) if cv is not None and isinstance(cv.get("config"), Mapping) else run.config
@@ -563,7 +539,7 @@ def _reproduce_section(run: _Run) -> list[str]:
         return [*lines, "The checkpoint holds no training configuration.", ""]
     defaults = TrainConfig().to_dict()
     command = "train" if cv is None else "cv"
-    flags = _cli_flags(command)
+    flags = COMMAND_OPTIONS[command]
     parts = ["breastus", command, shlex.quote(data), "--out", shlex.quote(str(run.root))]
     if cv is not None and isinstance(cv.get("folds"), list):
         parts += ["--folds", str(cv.get("n_folds", len(cv["folds"])))]
@@ -575,7 +551,7 @@ def _reproduce_section(run: _Run) -> list[str]:
         if name not in flags:
             python_only.append(name)
             continue
-        option, _ = flags[name]
+        option = flags[name]
         if option.startswith("--no-"):
             if value is False:
                 parts.append(option)
