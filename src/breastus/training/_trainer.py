@@ -18,9 +18,9 @@ from tqdm.auto import tqdm
 
 from breastus._device import resolve_device
 from breastus._errors import CheckpointError, ConfigError, DataError
+from breastus._metrics import compute_metrics
 from breastus.data._cache import ImageCache
 from breastus.data._dataset import UltrasoundDataset
-from breastus.evaluation._metrics import compute_metrics
 from breastus.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from breastus.models._factory import build_model
 from breastus.models._info import ModelInfo
