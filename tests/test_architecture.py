@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from breastus.cli._main import COMMANDS
-from breastus.reporting._command_options import COMMAND_OPTIONS
+from breastus.reporting._reproduce import COMMAND_OPTIONS
 from breastus.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def _parser_options(command: str) -> dict[str, str]:
 @pytest.mark.parametrize("command", ["train", "cv"])
 def test_model_card_option_table_matches_the_cli(command: str) -> None:
     assert COMMAND_OPTIONS[command] == _parser_options(command), (
-        f"breastus {command} sets other TrainConfig fields than breastus.reporting._command_options.COMMAND_OPTIONS"
+        f"breastus {command} sets other TrainConfig fields than breastus.reporting._reproduce.COMMAND_OPTIONS"
         f"[{command!r}] lists; update that table when adding or renaming a CLI option."
     )
 
