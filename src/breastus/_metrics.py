@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, roc_auc_score
+from scipy.stats import rankdata
 
 from breastus._errors import DataError
 
@@ -83,6 +83,31 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return None if denominator == 0 else numerator / denominator
 
 
+def roc_auc(positives: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC-AUC as the Mann-Whitney statistic with mid-ranks (equal to scikit-learn's ``roc_auc_score``).
+
+    Parameters
+    ----------
+    positives : numpy.ndarray
+        Boolean truth per sample.
+    scores : numpy.ndarray
+        Higher means more likely positive.
+
+    Returns
+    -------
+    float or None
+        ``None`` when there is no positive or no negative sample.
+
+    """
+    truth = np.asarray(positives, dtype=bool)
+    n_pos = int(truth.sum())
+    n_neg = len(truth) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = rankdata(scores)
+    return float((ranks[truth].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def compute_metrics(
     labels: Sequence[int] | np.ndarray,
     probabilities: np.ndarray,
@@ -119,32 +144,34 @@ def compute_metrics(
         )
     if len(y) == 0:
         raise DataError("Cannot compute metrics on zero samples.")
+    if y.min() < 0 or y.max() >= k:
+        raise DataError(
+            f"labels must be class indices 0..{k - 1} (one per column of probabilities). "
+            f"Got {int(y.min())}..{int(y.max())} instead."
+        )
+    # NumPy throughout (no scikit-learn input checks): the cross-validation bootstrap calls this thousands of times.
     predicted = p.argmax(axis=1)
-    present = sorted(set(y.tolist()))
-    cm = confusion_matrix(y, predicted, labels=list(range(k)))
-    auc: dict[str, float | None] = {}
-    sensitivity: dict[str, float | None] = {}
-    specificity: dict[str, float | None] = {}
+    cm = np.bincount(y * k + predicted, minlength=k * k).reshape(k, k)
     total = int(cm.sum())
-    for i, name in enumerate(names):
-        positives = y == i
-        auc[name] = float(roc_auc_score(positives, p[:, i])) if 0 < positives.sum() < len(y) else None
-        tp = int(cm[i, i])
-        fn = int(cm[i].sum()) - tp
-        fp = int(cm[:, i].sum()) - tp
-        tn = total - tp - fn - fp
-        sensitivity[name] = _ratio(tp, tp + fn)
-        specificity[name] = _ratio(tn, tn + fp)
+    tp = np.diag(cm)
+    fn = cm.sum(axis=1) - tp
+    fp = cm.sum(axis=0) - tp
+    tn = total - tp - fn - fp
+    present = (tp + fn) > 0
+    f1 = 2 * tp[present] / np.maximum(2 * tp[present] + fp[present] + fn[present], 1)
+    auc: dict[str, float | None] = {name: roc_auc(y == i, p[:, i]) for i, name in enumerate(names)}
+    sensitivity = {name: _ratio(int(tp[i]), int(tp[i] + fn[i])) for i, name in enumerate(names)}
+    specificity = {name: _ratio(int(tn[i]), int(tn[i] + fp[i])) for i, name in enumerate(names)}
     defined = [v for v in auc.values() if v is not None]
     clipped = np.clip(p, 1e-12, 1.0)
     clipped = clipped / clipped.sum(axis=1, keepdims=True)
     return ClassificationMetrics(
         n=len(y),
         class_names=names,
-        accuracy=float(accuracy_score(y, predicted)),
-        macro_f1=float(f1_score(y, predicted, labels=present, average="macro", zero_division=0)),
+        accuracy=float((predicted == y).mean()),
+        macro_f1=float(f1.mean()),
         macro_auc=float(np.mean(defined)) if defined else None,
-        log_loss=float(log_loss(y, clipped, labels=list(range(k)))),
+        log_loss=float(-np.log(clipped[np.arange(len(y)), y]).mean()),
         auc=auc,
         sensitivity=sensitivity,
         specificity=specificity,

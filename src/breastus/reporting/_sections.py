@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from breastus.evaluation._bootstrap import bootstrap_ci
 from breastus.evaluation._calibration import expected_calibration_error
-from breastus.evaluation._cv import bootstrap_ci
 from breastus.evaluation._metrics import compute_metrics
 from breastus.reporting._run import Run, class_of, data_root, is_busi
 from breastus.reporting._stats import CI_KEYS, Interval, flatten, intervals_from, stored_intervals
