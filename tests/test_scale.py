@@ -11,11 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import kill_when
 from PIL import Image
 
 from breastus import Predictor
@@ -41,17 +41,7 @@ def test_sigkill_midway_keeps_every_finished_row(tmp_path: Path, tiny_checkpoint
     command += ["--csv", str(out), "--batch-size", "1", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            if out.is_file() and out.read_bytes().count(b"\n") > 30:
-                os.kill(process.pid, signal.SIGKILL)
-                break
-            time.sleep(0.005)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        _, err = process.communicate(timeout=60)
+    err = kill_when(process, lambda: out.is_file() and out.read_bytes().count(b"\n") > 30)
     assert process.returncode == -signal.SIGKILL, f"not killed midway (status {process.returncode}): {err!r}"
 
     text = out.read_text(encoding="utf-8")

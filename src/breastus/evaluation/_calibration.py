@@ -24,6 +24,7 @@ from scipy.special import log_softmax, softmax
 from torch.utils.data import DataLoader
 
 from breastus._errors import DataError
+from breastus._run_files import BEST_CHECKPOINT
 from breastus.data._dataset import UltrasoundDataset
 from breastus.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from breastus.prediction._predictor import Predictor
@@ -325,7 +326,7 @@ def calibrate_checkpoint(
     """
     file = Path(path)
     if file.is_dir():
-        file = file / "best.pt"
+        file = file / BEST_CHECKPOINT
     checkpoint = load_checkpoint(file)
     if len(val) == 0:
         raise DataError("Cannot fit a temperature on an empty validation set.")

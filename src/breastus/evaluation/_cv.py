@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from breastus._errors import ConfigError
+from breastus._files import relative_paths
+from breastus._run_files import CALIBRATION_FILE, CV_FILE, FOLD_FILE, HISTORY_FILE, OOF_FILE, TEST_METRICS_FILE
 from breastus.data._dataset import UltrasoundDataset
 from breastus.data._splits import kfold_indices
 from breastus.evaluation._binary import BinaryMetrics, compute_binary_metrics
@@ -44,13 +45,10 @@ from breastus.evaluation._plots import write_evaluation_plots
 from breastus.prediction._predictor import Predictor
 from breastus.training._config import TrainConfig
 from breastus.training._history import EpochRecord, read_history
-from breastus.training._trainer import HISTORY, Trainer
+from breastus.training._trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
-CV_FILE = "cv.json"
-OOF_FILE = "oof_predictions.csv"
-FOLD_FILE = "fold.json"
 _BOOKKEEPING = frozenset({"fold", "n_train", "n_val", "n_test", "best_epoch"})
 
 
@@ -131,18 +129,6 @@ class CVResult:
         return "\n".join(lines)
 
 
-def _relative(paths: Sequence[Path], root: Path | None) -> list[str]:
-    if root is None:
-        root = Path(os.path.commonpath([str(p.resolve()) for p in paths])) if paths else Path()
-    out = []
-    for path in paths:
-        try:
-            out.append(path.resolve().relative_to(root.resolve()).as_posix())
-        except ValueError:
-            out.append(str(path))
-    return out
-
-
 @dataclass(frozen=True)
 class _FoldPlan:
     """The folds of a dataset: which groups stay whole, and the test fold of every image."""
@@ -178,7 +164,7 @@ def _plan_folds(
     for k, (_, test) in enumerate(splits, start=1):
         fold_of[test] = k
     check_groups_within_folds(group_names, fold_of)
-    return _FoldPlan(labels, group_names, source, splits, fold_of, _relative(dataset.paths, root))
+    return _FoldPlan(labels, group_names, source, splits, fold_of, relative_paths(dataset.paths, root))
 
 
 def _run_fold(
@@ -213,13 +199,13 @@ def _run_fold(
             dataset.subset(val),
             dataset.subset(test),
             device=config.device,
-            output=fold_dir / "calibration.json",
+            output=fold_dir / CALIBRATION_FILE,
         )
         temperature = calibration.temperature
     predictor = Predictor.from_checkpoint(trainer.best_checkpoint_path, device=config.device, tta=tta)
     result = evaluate(predictor, dataset.subset(test))
     fold_probabilities = result.probabilities
-    (fold_dir / "test_metrics.json").write_text(json.dumps(result.metrics.to_dict(), indent=2), "utf-8")
+    (fold_dir / TEST_METRICS_FILE).write_text(json.dumps(result.metrics.to_dict(), indent=2), "utf-8")
     row = {
         "fold": k,
         "n_train": len(train),
@@ -376,8 +362,8 @@ def cross_validate(
             logger.info("fold %d/%d: reusing %s", k, folds, fold_dir / FOLD_FILE)
         row, probabilities[test] = saved or _run_fold(k, plan, dataset, fold_dir, config, calibrate, tta)
         fold_rows.append(row)
-        if (fold_dir / HISTORY).is_file():
-            histories[f"fold {k}"] = read_history(fold_dir / HISTORY)
+        if (fold_dir / HISTORY_FILE).is_file():
+            histories[f"fold {k}"] = read_history(fold_dir / HISTORY_FILE)
         if on_fold is not None:
             on_fold(row)
 

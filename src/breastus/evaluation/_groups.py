@@ -9,34 +9,23 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from breastus._errors import ConfigError, DataError
 from breastus.data._dataset import UltrasoundDataset
-from breastus.data._duplicates import DEFAULT_HASH_THRESHOLD, duplicate_components, fingerprint
+from breastus.data._duplicates import (
+    DEFAULT_HASH_THRESHOLD,
+    connected_ids,
+    duplicate_components,
+    fingerprint,
+    same_key_edges,
+)
 
 GroupsOption = Literal["audit", "none"]
 
 
 def _merge_partitions(first: Sequence[object], second: Sequence[object]) -> np.ndarray:
     """Component id per sample when samples sharing a label in either partition are joined."""
-    n = len(first)
-    rows: list[int] = []
-    cols: list[int] = []
-    for partition in (first, second):
-        anchor: dict[object, int] = {}
-        for i, key in enumerate(partition):
-            if key is None:
-                continue
-            j = anchor.setdefault(key, i)
-            if j != i:
-                rows.append(j)
-                cols.append(i)
-    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    order: dict[int, int] = {}
-    return np.array([order.setdefault(int(x), len(order)) for x in labels], dtype=np.int64)
+    return connected_ids(len(first), [same_key_edges(first), same_key_edges(second)])
 
 
 def resolve_groups(

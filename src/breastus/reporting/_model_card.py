@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from breastus import _run_files
 from breastus._version import __version__
 from breastus.reporting._reproduce import reproduce_section
 from breastus.reporting._run import read_run
@@ -32,7 +33,7 @@ from breastus.reporting._sections import (
     protocol_section,
 )
 
-MODEL_CARD_FILE = "model_card.md"
+MODEL_CARD_FILE = _run_files.MODEL_CARD_FILE
 """Default file name of the card inside the run folder."""
 
 

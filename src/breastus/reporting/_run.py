@@ -16,6 +16,17 @@ from typing import Any
 import numpy as np
 
 from breastus._errors import CheckpointError, DataError
+from breastus._run_files import (
+    BEST_CHECKPOINT,
+    CALIBRATION_FILE,
+    CV_FILE,
+    HISTORY_FILE,
+    LAST_CHECKPOINT,
+    SPLIT_FILE,
+    TEST_METRICS_FILE,
+    TEST_PREDICTIONS_FILE,
+    read_split,
+)
 from breastus.data._dataset import DEFAULT_CLASS_NAMES
 from breastus.models._checkpoint import Checkpoint, load_checkpoint
 
@@ -45,10 +56,10 @@ def read_json(path: Path) -> Any:
 
 
 def _find_checkpoint(root: Path) -> Path:
-    for name in ("best.pt", "last.pt"):
+    for name in (BEST_CHECKPOINT, LAST_CHECKPOINT):
         if (root / name).is_file():
             return root / name
-    folds = sorted(root.glob("*/best.pt"))
+    folds = sorted(root.glob(f"*/{BEST_CHECKPOINT}"))
     if folds:
         return folds[0]
     raise CheckpointError(
@@ -81,16 +92,16 @@ def read_run(run_dir: str | Path) -> Run:
         raise DataError(f"Run folder {str(root)!r} does not exist; pass the --out folder of breastus train.")
     checkpoint_path = _find_checkpoint(root)
     checkpoint = load_checkpoint(checkpoint_path)
-    split_file = root / "split.json"
-    history_file = root / "history.jsonl"
+    split_file = root / SPLIT_FILE
+    history_file = root / HISTORY_FILE
     history: list[dict[str, Any]] = []
     if history_file.is_file():
         lines = history_file.read_text(encoding="utf-8").splitlines()
         history = [json.loads(line) for line in lines if line.strip()]
-    metrics_file, predictions_file = root / "test_metrics.json", root / "test_predictions.csv"
-    cv = next(((f, read_json(f)) for f in (root / "cv.json", root.parent / "cv.json") if f.is_file()), None)
+    metrics_file, predictions_file = root / TEST_METRICS_FILE, root / TEST_PREDICTIONS_FILE
+    cv = next(((f, read_json(f)) for f in (root / CV_FILE, root.parent / CV_FILE) if f.is_file()), None)
     calibration = next(
-        (read_json(f) for f in (root / "calibration.json", root.parent / "calibration.json") if f.is_file()), None
+        (read_json(f) for f in (root / CALIBRATION_FILE, root.parent / CALIBRATION_FILE) if f.is_file()), None
     )
     bootstrap = next(((root / n, read_json(root / n)) for n in _BOOTSTRAP_FILES if (root / n).is_file()), None)
     return Run(
@@ -98,7 +109,7 @@ def read_run(run_dir: str | Path) -> Run:
         checkpoint_path=checkpoint_path,
         checkpoint=checkpoint,
         config=dict(checkpoint.train_config),
-        split=read_json(split_file) if split_file.is_file() else None,
+        split=read_split(split_file) if split_file.is_file() else None,
         history=history,
         metrics=read_json(metrics_file) if metrics_file.is_file() else None,
         predictions=_read_predictions(predictions_file, checkpoint.class_names) if predictions_file.is_file() else None,
