@@ -83,6 +83,45 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return None if denominator == 0 else numerator / denominator
 
 
+def check_probabilities(
+    labels: Sequence[int] | np.ndarray, probabilities: np.ndarray, n_classes: int | None, task: str = "compute metrics"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as ``int64`` and probabilities as ``float64``, checked to be one row per label (and ``n_classes`` columns).
+
+    Parameters
+    ----------
+    labels : sequence of int
+    probabilities : numpy.ndarray
+    n_classes : int or None
+        Required number of columns; ``None`` accepts any.
+    task : str, default="compute metrics"
+        What needs them, for the message on zero samples.
+
+    Returns
+    -------
+    labels, probabilities : numpy.ndarray
+
+    Raises
+    ------
+    DataError
+        If the shapes disagree or there are no samples.
+
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if n_classes is not None and (p.ndim != 2 or p.shape != (len(y), n_classes)):
+        raise DataError(
+            f"probabilities must have shape (n_samples, n_classes) = ({len(y)}, {n_classes}). Got {p.shape} instead."
+        )
+    if p.ndim != 2 or p.shape[0] != len(y):
+        raise DataError(
+            f"probabilities must have shape (n_samples, n_classes) with n_samples = {len(y)}. Got {p.shape} instead."
+        )
+    if len(y) == 0:
+        raise DataError(f"Cannot {task} on zero samples.")
+    return y, p
+
+
 def roc_auc(positives: np.ndarray, scores: np.ndarray) -> float | None:
     """ROC-AUC as the Mann-Whitney statistic with mid-ranks (equal to scikit-learn's ``roc_auc_score``).
 
@@ -134,16 +173,9 @@ def compute_metrics(
         If shapes disagree or there are no samples.
 
     """
-    y = np.asarray(labels, dtype=np.int64)
-    p = np.asarray(probabilities, dtype=np.float64)
     names = list(class_names)
     k = len(names)
-    if p.ndim != 2 or p.shape != (len(y), k):
-        raise DataError(
-            f"probabilities must have shape (n_samples, n_classes) = ({len(y)}, {k}). Got {p.shape} instead."
-        )
-    if len(y) == 0:
-        raise DataError("Cannot compute metrics on zero samples.")
+    y, p = check_probabilities(labels, probabilities, k)
     if y.min() < 0 or y.max() >= k:
         raise DataError(
             f"labels must be class indices 0..{k - 1} (one per column of probabilities). "

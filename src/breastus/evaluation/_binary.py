@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from breastus._errors import ConfigError, DataError
-from breastus._metrics import roc_auc
+from breastus._errors import ConfigError
+from breastus._metrics import check_probabilities, roc_auc
 
 
 @dataclass(frozen=True)
@@ -185,14 +185,7 @@ def compute_binary_metrics(
         raise ConfigError(f"positive must be one of the model's classes {names}. Got {positive!r} instead.")
     if not 0 < specificity < 1:
         raise ConfigError(f"specificity must be a float in the range (0, 1). Got {specificity!r} instead.")
-    y = np.asarray(labels, dtype=np.int64)
-    p = np.asarray(probabilities, dtype=np.float64)
-    if p.ndim != 2 or p.shape != (len(y), len(names)):
-        raise DataError(
-            f"probabilities must have shape (n_samples, n_classes) = ({len(y)}, {len(names)}). Got {p.shape} instead."
-        )
-    if len(y) == 0:
-        raise DataError("Cannot compute metrics on zero samples.")
+    y, p = check_probabilities(labels, probabilities, len(names))
     pos = names.index(positive)
     truth = y == pos
     scores = p[:, pos]
