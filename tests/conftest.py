@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +15,32 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def cli_error_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
+    """The one line ``breastus <command>`` wrote to stderr for a failure (no traceback)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"breastus {command}: error: ")
+    return lines[0]
+
+
+def kill_when(process: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float = 240) -> bytes:
+    """SIGKILL ``process`` as soon as ``ready()`` holds (polled every 5 ms); its stderr once it has ended."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if ready():
+                os.kill(process.pid, signal.SIGKILL)
+                break
+            time.sleep(0.005)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        _, err = process.communicate(timeout=60)
+    return err
 
 
 def busi_path() -> Path:

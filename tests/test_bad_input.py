@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_image_folder
+from conftest import cli_error_line, make_image_folder
 from PIL import Image
 
 from breastus import DataError, Predictor, UltrasoundDataset
@@ -107,15 +107,6 @@ def predictor(tiny_checkpoint: Path) -> Predictor:
     return Predictor.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=4)
 
 
-def _error_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"breastus {command}: error: ")
-    return lines[0]
-
-
 # ------------------------------------------------------------------ odd but valid images
 
 
@@ -197,7 +188,7 @@ def test_unreadable_file_everywhere(
         list(predictor.predict_folder(root))
     check(str(info.value))
     assert main(["predict", str(tiny_checkpoint), str(bad), "--device", "cpu"]) == 2
-    check(_error_line(capsys, "predict"))
+    check(cli_error_line(capsys, "predict"))
 
 
 def test_decompression_bomb_is_refused(
@@ -215,7 +206,7 @@ def test_decompression_bomb_is_refused(
         with pytest.raises(DataError, match=r"bomb\.png.*decompression-bomb limit.*MAX_IMAGE_PIXELS"):
             call()
     assert main(["predict", str(tiny_checkpoint), str(bomb), "--device", "cpu"]) == 2
-    assert "bomb.png" in _error_line(capsys, "predict")
+    assert "bomb.png" in cli_error_line(capsys, "predict")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2_000)  # between 1x and 2x: PIL only warns; refused too
     with pytest.raises(DataError, match=r"bomb\.png.*decompression-bomb"):
         load_image(bomb)
@@ -260,7 +251,7 @@ def test_on_error_skip_logs_each_file_and_the_count(
     assert main(["evaluate", str(tiny_checkpoint), str(root), "--on-error", "skip", "--device", "cpu"]) == 0
     assert "n=9" in capsys.readouterr().out
     assert main(["evaluate", str(tiny_checkpoint), str(root), "--device", "cpu"]) == 2  # default: raise
-    assert any(p.name in _error_line(capsys, "evaluate") for p in bad)
+    assert any(p.name in cli_error_line(capsys, "evaluate") for p in bad)
 
 
 def test_a_folder_with_nothing_readable_is_an_error(
@@ -270,10 +261,10 @@ def test_a_folder_with_nothing_readable_is_an_error(
     _write_unreadable(folder, "text")
     argv = ["predict", str(tiny_checkpoint), str(folder), "--on-error", "skip", "--device", "cpu"]
     assert main(argv) == 2
-    assert "No image was classified" in _error_line(capsys, "predict")
+    assert "No image was classified" in cli_error_line(capsys, "predict")
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(tiny_checkpoint), str(tmp_path / "empty"), "--device", "cpu"]) == 2
-    assert "No image was classified" in _error_line(capsys, "predict")
+    assert "No image was classified" in cli_error_line(capsys, "predict")
 
 
 # ------------------------------------------------------------------ masks
@@ -317,20 +308,20 @@ def test_folder_errors_everywhere(
             UltrasoundDataset.from_folder(target)
         out = tmp_path / "run"
         assert main(["train", str(target), "--out", str(out), "--pretrained", "none", "--device", "cpu"]) == 2
-        assert needle in _error_line(capsys, "train")
+        assert needle in cli_error_line(capsys, "train")
         assert main(["evaluate", str(tiny_checkpoint), str(target), "--device", "cpu"]) == 2
-        assert needle in _error_line(capsys, "evaluate")
+        assert needle in cli_error_line(capsys, "evaluate")
     (root / "Benign_old").rmdir()
     for image in (root / "normal").iterdir():
         image.unlink()
     with pytest.raises(DataError, match=r"normal.*holds no image.*add images or remove the empty folder"):
         UltrasoundDataset.from_folder(root)
     assert main(["evaluate", str(tiny_checkpoint), str(root), "--device", "cpu"]) == 2
-    assert "normal" in _error_line(capsys, "evaluate")
+    assert "normal" in cli_error_line(capsys, "evaluate")
     with pytest.raises(DataError, match=r"no such folder.*does not exist"):
         list(predictor.predict_folder(missing))
     assert main(["predict", str(tiny_checkpoint), str(missing / "scan.png"), "--device", "cpu"]) == 2
-    assert "scan.png" in _error_line(capsys, "predict")
+    assert "scan.png" in cli_error_line(capsys, "predict")
 
 
 def test_non_ascii_paths_everywhere(tmp_path: Path, predictor: Predictor, tiny_checkpoint: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import busi_subset_indices, make_image_folder
+from conftest import busi_subset_indices, cli_error_line, make_image_folder
 
 from breastus import UltrasoundDataset
 from breastus.cli import main
@@ -71,15 +71,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory, busi_dataset: UltrasoundDa
 def two_class_folder(tmp_path: Path) -> Path:
     """An external-test-set-like folder: benign and malignant only."""
     return make_image_folder(tmp_path / "external", {"benign": 3, "malignant": 2})
-
-
-def _one_error_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"breastus {command}: error: ")
-    return lines[0]
 
 
 # ------------------------------------------------------------------ train
@@ -172,7 +163,7 @@ def test_predict_json_lines_and_plain_text(
 def test_train_missing_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), "--pretrained", "none"])
     assert status == 2
-    assert "nowhere" in _one_error_line(capsys, "train")
+    assert "nowhere" in cli_error_line(capsys, "train")
 
 
 @pytest.mark.parametrize(
@@ -184,7 +175,7 @@ def test_train_invalid_options(
 ) -> None:
     status = main(["train", str(tiny_folder), "--out", str(tmp_path / "run"), "--pretrained", "none", *option])
     assert status == 2
-    assert expected in _one_error_line(capsys, "train")
+    assert expected in cli_error_line(capsys, "train")
     assert not (tmp_path / "run").exists()  # nothing was started
 
 
@@ -194,7 +185,7 @@ def test_train_unavailable_pretrained_file(
 ) -> None:
     status = main(["train", str(tiny_folder), "--out", str(tmp_path / "run"), "--pretrained", str(tmp_path / "w.pth")])
     assert status == 2
-    assert "w.pth" in _one_error_line(capsys, "train")
+    assert "w.pth" in cli_error_line(capsys, "train")
 
 
 def test_evaluate_and_predict_reject_a_bad_checkpoint(
@@ -203,16 +194,16 @@ def test_evaluate_and_predict_reject_a_bad_checkpoint(
     fake = tmp_path / "model.pt"
     fake.write_text("not a checkpoint")
     assert main(["evaluate", str(fake), str(tiny_folder)]) == 2
-    assert "model.pt" in _one_error_line(capsys, "evaluate")
+    assert "model.pt" in cli_error_line(capsys, "evaluate")
     assert main(["predict", str(tmp_path / "missing.pt"), str(tiny_folder)]) == 2
-    assert "missing.pt" in _one_error_line(capsys, "predict")
+    assert "missing.pt" in cli_error_line(capsys, "predict")
 
 
 def test_predict_bad_inputs(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["predict", str(tiny_checkpoint), str(tmp_path / "absent.png")]) == 2
-    assert "absent.png" in _one_error_line(capsys, "predict")
+    assert "absent.png" in cli_error_line(capsys, "predict")
     assert main(["predict", str(tiny_checkpoint), str(tmp_path), "--batch-size", "0"]) == 2
-    assert "batch_size" in _one_error_line(capsys, "predict")
+    assert "batch_size" in cli_error_line(capsys, "predict")
 
 
 def test_argparse_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

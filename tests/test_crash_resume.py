@@ -12,13 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_image_folder
+from conftest import kill_when, make_image_folder
 
 from breastus import CheckpointError, load_checkpoint
 from breastus.cli import main
@@ -75,18 +74,8 @@ def _kill_during_epoch_2(command: list[str], run: Path) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     history = run / "history.jsonl"
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            # append_history runs after last.pt is renamed into place: one line = epoch 1 is safely saved
-            if history.is_file() and history.read_text().count("\n") >= 1:
-                os.kill(process.pid, signal.SIGKILL)
-                break
-            time.sleep(0.005)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        _, err = process.communicate(timeout=60)
+    # append_history runs after last.pt is renamed into place: one line = epoch 1 is safely saved
+    err = kill_when(process, lambda: history.is_file() and history.read_text().count("\n") >= 1)
     assert process.returncode == -signal.SIGKILL, f"the run was not killed (status {process.returncode}): {err!r}"
     return load_checkpoint(run / "last.pt").epoch
 

@@ -11,15 +11,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import kill_when
 from PIL import Image
 
 from breastus import Predictor
-from breastus.prediction import _predictor
+from breastus.data import _inputs
 from breastus.prediction._predictor import iter_images
 
 CLASSES = ("benign", "malignant", "normal")
@@ -41,17 +41,7 @@ def test_sigkill_midway_keeps_every_finished_row(tmp_path: Path, tiny_checkpoint
     command += ["--csv", str(out), "--batch-size", "1", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            if out.is_file() and out.read_bytes().count(b"\n") > 30:
-                os.kill(process.pid, signal.SIGKILL)
-                break
-            time.sleep(0.005)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        _, err = process.communicate(timeout=60)
+    err = kill_when(process, lambda: out.is_file() and out.read_bytes().count(b"\n") > 30)
     assert process.returncode == -signal.SIGKILL, f"not killed midway (status {process.returncode}): {err!r}"
 
     text = out.read_text(encoding="utf-8")
@@ -79,14 +69,14 @@ def test_predict_folder_decodes_one_batch_ahead_at_most(
     """Memory stays flat: at any time at most one batch of decoded images waits to be yielded."""
     folder = _write_scans(tmp_path / "scans", 100, side=8)
     decoded = 0
-    real = _predictor.load_image
+    real = _inputs.load_image
 
     def counting(path: str | Path) -> Image.Image:
         nonlocal decoded
         decoded += 1
         return real(path)
 
-    monkeypatch.setattr(_predictor, "load_image", counting)
+    monkeypatch.setattr(_inputs, "load_image", counting)  # what the Predictor decodes paths with
     predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", batch_size=8)
     stream = predictor.predict_folder(folder)
     assert decoded == 0  # lazy: nothing is read before the first result is asked for

@@ -7,10 +7,41 @@ trained model anywhere with :class:`Predictor`::
     predictor = Predictor.from_checkpoint("runs/busi/best.pt")
     print(predictor.predict("scan.png").label)
 
-The layout follows the data flow: :mod:`breastus.data` → :mod:`breastus.transforms`
-→ :mod:`breastus.models` → :mod:`breastus.training` → :mod:`breastus.prediction`
-→ :mod:`breastus.evaluation`. Everything listed in ``__all__`` is public and
-stable; modules whose names start with an underscore are private.
+Everything listed in ``__all__`` is public and stable; modules whose names start
+with an underscore are private.
+
+Where each piece lives
+----------------------
+The subpackages follow the data flow, each importing only from those below it
+(checked by the import-linter contracts in ``pyproject.toml``, run by CI):
+
+- :mod:`breastus.cli` — the ``breastus`` command, one module per sub-command;
+  nothing else imports it.
+- :mod:`breastus.reporting` (model cards: ``_run`` reads a run folder, ``_stats``
+  its intervals, ``_sections`` and ``_reproduce`` the text), ``breastus._pipeline``
+  (:func:`train_and_evaluate`) and the coming ``breastus.service`` (the HTTP
+  service and its page, above prediction and export).
+- :mod:`breastus.evaluation` — metrics on a dataset, calibration, plots, and
+  cross-validation (``_cv``; its groups in ``_groups``, its figures and bootstrap
+  in ``_bootstrap``).
+- :mod:`breastus.prediction` — the :class:`Predictor` (``_predictor``) and,
+  coming, archive-scale prediction with Ray beside it (``_ray``).
+- :mod:`breastus.explain` (class-activation maps, localisation scores, overlays)
+  and :mod:`breastus.export` (TorchScript, ONNX, and the coming int8 export in
+  ``_quantize``): below prediction, which calls them for ``Predictor.explain`` and
+  ``Predictor.from_exported``.
+- :mod:`breastus.training` — :class:`TrainConfig`, the :class:`Trainer`, history.
+- :mod:`breastus.models` — the factory and weights (``_factory``, ``_weights``),
+  checkpoints, and the coming segmentation models (``_segmentation``); beside it
+  :mod:`breastus.data` — image decoding (``_io``; DICOM coming in ``_dicom``),
+  user image inputs (``_inputs``), datasets and folder discovery (``_dataset``),
+  splits, duplicates, the audit (``_audit``, ``_audit_report``, ``_audit_html``)
+  and the preprocessed-image cache.
+- :mod:`breastus.transforms` — preprocessing, augmentation and the lesion crop.
+- Shared foundations that import no layer: errors (``_errors``), metrics
+  (``_metrics``, used by training and evaluation), the run-folder file names
+  (``_run_files``), atomic writes and relative paths (``_files``), devices and
+  deprecations.
 """
 
 from breastus._errors import BreastusError as BreastusError

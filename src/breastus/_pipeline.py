@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from breastus._errors import DataError
+from breastus._run_files import CALIBRATION_FILE, SPLIT_FILE, TEST_METRICS_FILE, TEST_PREDICTIONS_FILE, read_split
 from breastus.data._dataset import UltrasoundDataset
 from breastus.data._duplicates import duplicate_groups
 from breastus.data._splits import Split, train_val_test_split
@@ -24,8 +25,6 @@ from breastus.training._history import TrainHistory
 from breastus.training._trainer import Trainer
 
 logger = logging.getLogger(__name__)
-
-SPLIT_FILE = "split.json"
 
 
 @dataclass(frozen=True)
@@ -79,14 +78,11 @@ def make_split(dataset: UltrasoundDataset, config: TrainConfig) -> Split:
 def _read_split(split_file: Path, dataset: UltrasoundDataset) -> Split:
     """The split saved in ``split_file``, checked against the images of ``dataset``."""
     try:
-        saved = json.loads(split_file.read_text(encoding="utf-8"))
-        split = Split(*(np.array(saved[k], dtype=np.int64) for k in ("train", "val", "test")))
-        saved_paths = [str(p) for p in saved.get("paths", [str(p) for p in dataset.paths])]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(
-            f"Cannot resume: the split file {str(split_file)!r} is unreadable or damaged ({exc}). "
-            "Delete it to split again (the test part may then differ), or start a new run folder."
-        ) from exc
+        saved = read_split(split_file)
+    except DataError as exc:
+        raise DataError(f"Cannot resume: {exc} Or delete it to split again (the test part may then differ).") from exc
+    split = Split(*(np.array(saved[k], dtype=np.int64) for k in ("train", "val", "test")))
+    saved_paths = saved.get("paths", [str(p) for p in dataset.paths])
     # Compare class folder and file name only: the data may be given by another (relative) path now.
     now = [Path(p).parts[-2:] for p in dataset.paths]
     before = [Path(p).parts[-2:] for p in saved_paths]
@@ -155,11 +151,11 @@ def train_and_evaluate(
             dataset.subset(split.val),
             dataset.subset(split.test),
             device=config.device,
-            output=run / "calibration.json",
+            output=run / CALIBRATION_FILE,
         )
     predictor = Predictor.from_checkpoint(trainer.best_checkpoint_path, device=config.device)
     test = evaluate(predictor, dataset.subset(split.test))
     if trainer.distributed.is_main:
-        (run / "test_metrics.json").write_text(json.dumps(test.metrics.to_dict(), indent=2), encoding="utf-8")
-        test.write_csv(run / "test_predictions.csv")
+        (run / TEST_METRICS_FILE).write_text(json.dumps(test.metrics.to_dict(), indent=2), encoding="utf-8")
+        test.write_csv(run / TEST_PREDICTIONS_FILE)
     return RunResult(run, history, test, split, calibration)

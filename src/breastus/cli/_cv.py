@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from breastus._run_files import CV_FILE, OOF_FILE
 from breastus.cli._train import add_config_arguments, config_from_args
-from breastus.evaluation._cv import CV_FILE, OOF_FILE, cross_validate
+from breastus.evaluation._cv import cross_validate
 
 NAME = "cv"
 HELP = (

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from breastus._errors import ConfigError
+from breastus._run_files import HISTORY_FILE
 from breastus.data._dataset import UltrasoundDataset
 from breastus.evaluation._binary import compute_binary_metrics
 from breastus.evaluation._calibration import expected_calibration_error
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         result.write_csv(args.csv)
     if args.plots:
         source = Path(args.checkpoint)
-        history = (source if source.is_dir() else source.parent) / "history.jsonl"
+        history = (source if source.is_dir() else source.parent) / HISTORY_FILE
         records = read_history(history) if history.is_file() else None
         written = write_evaluation_plots(
             args.plots, result.labels, result.probabilities, predictor.class_names, records

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from breastus._errors import ConfigError, DataError
+from breastus._run_files import read_split
 from breastus.cli._predict import expand_paths
 from breastus.data._dataset import UltrasoundDataset
 from breastus.data._io import load_image
@@ -148,9 +149,7 @@ def _select(dataset: UltrasoundDataset, split: str | None, part: str) -> list[in
     if split is None:
         return list(range(len(dataset)))
     path = Path(split)
-    if not path.is_file():
-        raise DataError(f"Split file {str(path)!r} does not exist; pass RUN_DIR/split.json written by breastus train.")
-    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved = read_split(path)
     if part not in saved:
         raise DataError(f"Split file {str(path)!r} has no {part!r} list; its keys are {sorted(saved)}.")
     indices = [int(i) for i in saved[part]]

@@ -1,8 +1,8 @@
 """Data: image (and DICOM) decoding, dataset discovery, duplicate detection and splits."""
 
-from breastus.data._audit import AuditImage as AuditImage
-from breastus.data._audit import AuditReport as AuditReport
 from breastus.data._audit import audit as audit
+from breastus.data._audit_report import AuditImage as AuditImage
+from breastus.data._audit_report import AuditReport as AuditReport
 from breastus.data._cache import ImageCache as ImageCache
 from breastus.data._dataset import DEFAULT_CLASS_NAMES as DEFAULT_CLASS_NAMES
 from breastus.data._dataset import Sample as Sample

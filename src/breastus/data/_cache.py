@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from safetensors.torch import save as save_safetensors
 from torchvision.transforms.v2 import functional as TF
 
 from breastus._errors import ConfigError, DataError
+from breastus._files import atomic_write
 from breastus.data._io import load_image
 from breastus.transforms._preprocess import Preprocessing
 
@@ -195,13 +194,6 @@ class ImageCache:
     def _write_entry(self, entry: Path, tensor: torch.Tensor, source: Path) -> None:
         payload = save_safetensors({"image": tensor.contiguous()}, metadata={"source": source.name})
         try:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".tmp", dir=entry.parent)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(payload)
-                os.replace(tmp_name, entry)
-            except BaseException:
-                Path(tmp_name).unlink(missing_ok=True)
-                raise
+            atomic_write(entry, lambda handle: handle.write(payload), durable=False)
         except OSError as exc:
             logger.warning("Could not write image cache entry %s (%s); continuing without it.", entry, exc)

@@ -64,6 +64,55 @@ def natural_key(path: Path) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(part)) if part.isdigit() else (1, part.lower()) for part in _NUMBER.split(path.as_posix()))
 
 
+@dataclass(frozen=True)
+class FolderScan:
+    """The files of one class folder, sorted into images with their masks, orphan masks and other files.
+
+    Attributes
+    ----------
+    images : list of (pathlib.Path, tuple of pathlib.Path)
+        Every image (``x.png`` and ``x.jpg`` are two) in natural file-name order, with
+        its lesion masks (``x_mask.png``, ``x_mask_1.png``, ...) beside it.
+    orphan_masks : dict of pathlib.Path to list of pathlib.Path
+        Masks whose image is missing, by the missing image's path without suffix.
+    ignored : list of pathlib.Path
+        Files that are not images (``.txt``, ``.csv``, ...).
+
+    """
+
+    images: list[tuple[Path, tuple[Path, ...]]]
+    orphan_masks: dict[Path, list[Path]]
+    ignored: list[Path]
+
+
+def scan_class_folder(folder: Path, recursive: bool = False) -> FolderScan:
+    """Sort the files of one class folder (hidden files and folders skipped) into a :class:`FolderScan`.
+
+    The one place that decides what is an image and what is a mask: used by
+    :func:`discover_folder` (top level only) and :func:`~breastus.data.audit`
+    (``recursive=True``, sub-folders too).
+    """
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    files = sorted(
+        (p for p in candidates if p.is_file() and not any(s.startswith(".") for s in p.relative_to(folder).parts)),
+        key=natural_key,
+    )
+    images: list[Path] = []
+    masks: dict[Path, list[Path]] = {}
+    ignored: list[Path] = []
+    for file in files:
+        match = _MASK_STEM.match(file.stem)
+        if file.suffix.lower() not in IMAGE_SUFFIXES:
+            ignored.append(file)
+        elif match:
+            masks.setdefault(file.parent / match.group("image"), []).append(file)
+        else:
+            images.append(file)
+    stems = {p.parent / p.stem for p in images}
+    orphans = {stem: group for stem, group in masks.items() if stem not in stems}
+    return FolderScan([(p, tuple(masks.get(p.parent / p.stem, ()))) for p in images], orphans, ignored)
+
+
 def _validate_class_names(class_names: Sequence[str]) -> tuple[str, ...]:
     names = tuple(class_names)
     if len(names) < 2:
@@ -122,28 +171,15 @@ def discover_folder(root: str | Path, class_names: Sequence[str] = DEFAULT_CLASS
         folder = root / name
         if not folder.is_dir():
             continue
-        files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
-        images: dict[str, list[Path]] = {}
-        masks: dict[str, list[Path]] = {}
-        for file in files:
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            match = _MASK_STEM.match(file.stem)
-            if match:
-                masks.setdefault(match.group("image"), []).append(file)
-            else:
-                images.setdefault(file.stem, []).append(file)  # x.png and x.jpg are two images
-        if not images:
+        scan = scan_class_folder(folder)
+        if not scan.images:
             raise DataError(
                 f"Class folder {str(folder)!r} holds no image ({', '.join(sorted(IMAGE_SUFFIXES))}); "
                 "add images or remove the empty folder."
             )
-        for stem, orphan in masks.items():
-            if stem not in images:
-                logger.warning("Mask(s) %s have no image %r in %s", [p.name for p in orphan], stem, folder)
-        for path in sorted((p for same_stem in images.values() for p in same_stem), key=natural_key):
-            mask_paths = tuple(sorted(masks.get(path.stem, []), key=natural_key))
-            samples.append(Sample(path=path, label=label, mask_paths=mask_paths))
+        for stem, orphan in scan.orphan_masks.items():
+            logger.warning("Mask(s) %s have no image %r in %s", [p.name for p in orphan], stem.name, folder)
+        samples += [Sample(path=path, label=label, mask_paths=masks) for path, masks in scan.images]
     return samples
 
 

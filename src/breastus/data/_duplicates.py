@@ -76,31 +76,66 @@ def duplicate_components(
         ``int64`` component id per image, numbered from 0 in order of first appearance.
 
     """
-    n = len(fingerprints)
+    edges = [same_key_edges([f.pixel_sha256 for f in fingerprints])]
+    if threshold >= 0 and fingerprints:
+        distances = hamming_matrix([f.phash for f in fingerprints])
+        rows, cols = np.nonzero(np.triu(distances <= threshold, k=1))
+        edges.append((rows.astype(np.int64), cols.astype(np.int64)))
+    return connected_ids(len(fingerprints), edges)
+
+
+def same_key_edges(keys: Sequence[object]) -> tuple[np.ndarray, np.ndarray]:
+    """Edges ``(rows, cols)`` joining every sample to the first one sharing its key (``None``: no key).
+
+    Parameters
+    ----------
+    keys : sequence
+        One hashable key per sample, or ``None``.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``int64`` row and column indices of the edges.
+
+    """
+    first: dict[object, int] = {}
+    rows: list[int] = []
+    cols: list[int] = []
+    for i, key in enumerate(keys):
+        if key is None:
+            continue
+        j = first.setdefault(key, i)
+        if j != i:
+            rows.append(j)
+            cols.append(i)
+    return np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64)
+
+
+def connected_ids(n: int, edges: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Connected-component id of each of ``n`` samples joined by ``edges``, numbered in order of first appearance.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    edges : sequence of (rows, cols)
+        Index arrays of undirected edges (several sets are joined together).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int64`` id per sample: 0 for the first sample, 1 for the first sample of
+        another component, and so on.
+
+    """
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    rows: list[np.ndarray] = []
-    cols: list[np.ndarray] = []
-    if threshold >= 0:
-        distances = hamming_matrix([f.phash for f in fingerprints])
-        r, c = np.nonzero(np.triu(distances <= threshold, k=1))
-        rows.append(r)
-        cols.append(c)
-    first: dict[str, int] = {}
-    exact_r, exact_c = [], []
-    for i, f in enumerate(fingerprints):
-        j = first.setdefault(f.pixel_sha256, i)
-        if j != i:
-            exact_r.append(j)
-            exact_c.append(i)
-    rows.append(np.array(exact_r, dtype=np.int64))
-    cols.append(np.array(exact_c, dtype=np.int64))
-    r_all, c_all = np.concatenate(rows), np.concatenate(cols)
-    graph = coo_matrix((np.ones(len(r_all)), (r_all, c_all)), shape=(n, n))
+    rows = np.concatenate([np.asarray(r, dtype=np.int64) for r, _ in edges]) if edges else np.zeros(0, np.int64)
+    cols = np.concatenate([np.asarray(c, dtype=np.int64) for _, c in edges]) if edges else np.zeros(0, np.int64)
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
-    _, renumbered = np.unique(labels, return_inverse=True)
     order: dict[int, int] = {}
-    return np.array([order.setdefault(int(x), len(order)) for x in renumbered], dtype=np.int64)
+    return np.array([order.setdefault(int(x), len(order)) for x in labels], dtype=np.int64)
 
 
 def duplicate_groups(paths: Sequence[str | Path], threshold: int = DEFAULT_HASH_THRESHOLD) -> list[str]:

@@ -3,6 +3,7 @@
 from breastus.evaluation._binary import BinaryMetrics as BinaryMetrics
 from breastus.evaluation._binary import compute_binary_metrics as compute_binary_metrics
 from breastus.evaluation._binary import sensitivity_at_specificity as sensitivity_at_specificity
+from breastus.evaluation._bootstrap import bootstrap_ci as bootstrap_ci
 from breastus.evaluation._calibration import CalibrationResult as CalibrationResult
 from breastus.evaluation._calibration import ReliabilityBins as ReliabilityBins
 from breastus.evaluation._calibration import calibrate_checkpoint as calibrate_checkpoint
@@ -11,12 +12,11 @@ from breastus.evaluation._calibration import expected_calibration_error as expec
 from breastus.evaluation._calibration import fit_temperature as fit_temperature
 from breastus.evaluation._calibration import reliability_bins as reliability_bins
 from breastus.evaluation._cv import CVResult as CVResult
-from breastus.evaluation._cv import bootstrap_ci as bootstrap_ci
-from breastus.evaluation._cv import check_groups_within_folds as check_groups_within_folds
 from breastus.evaluation._cv import cross_validate as cross_validate
-from breastus.evaluation._cv import resolve_groups as resolve_groups
 from breastus.evaluation._evaluate import EvaluationResult as EvaluationResult
 from breastus.evaluation._evaluate import evaluate as evaluate
+from breastus.evaluation._groups import check_groups_within_folds as check_groups_within_folds
+from breastus.evaluation._groups import resolve_groups as resolve_groups
 from breastus.evaluation._metrics import ClassificationMetrics as ClassificationMetrics
 from breastus.evaluation._metrics import compute_metrics as compute_metrics
 from breastus.evaluation._plots import plot_confusion_matrix as plot_confusion_matrix

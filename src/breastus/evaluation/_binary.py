@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
 
-from breastus._errors import ConfigError, DataError
+from breastus._errors import ConfigError
+from breastus._metrics import check_probabilities, roc_auc
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,16 @@ def sensitivity_at_specificity(
     y = np.asarray(positives, dtype=bool)
     if y.all() or not y.any():
         return None, None, None
-    fpr, tpr, thresholds = roc_curve(y, np.asarray(scores, dtype=np.float64), drop_intermediate=False)
+    # The ROC curve of every distinct threshold (scikit-learn's roc_curve with drop_intermediate=False),
+    # in NumPy: the cross-validation bootstrap calls this thousands of times.
+    values = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-values, kind="mergesort")
+    ranked, truth = values[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # last sample of each distinct score
+    tps = np.r_[0, np.cumsum(truth)[last]]
+    fps = np.r_[0, last + 1 - tps[1:]]
+    thresholds = np.r_[np.inf, ranked[last]]
+    tpr, fpr = tps / tps[-1], fps / fps[-1]
     allowed = np.flatnonzero(fpr <= 1.0 - specificity + 1e-12)
     best = allowed[np.argmax(tpr[allowed])]
     threshold = float(thresholds[best]) if np.isfinite(thresholds[best]) else None
@@ -176,14 +185,7 @@ def compute_binary_metrics(
         raise ConfigError(f"positive must be one of the model's classes {names}. Got {positive!r} instead.")
     if not 0 < specificity < 1:
         raise ConfigError(f"specificity must be a float in the range (0, 1). Got {specificity!r} instead.")
-    y = np.asarray(labels, dtype=np.int64)
-    p = np.asarray(probabilities, dtype=np.float64)
-    if p.ndim != 2 or p.shape != (len(y), len(names)):
-        raise DataError(
-            f"probabilities must have shape (n_samples, n_classes) = ({len(y)}, {len(names)}). Got {p.shape} instead."
-        )
-    if len(y) == 0:
-        raise DataError("Cannot compute metrics on zero samples.")
+    y, p = check_probabilities(labels, probabilities, len(names))
     pos = names.index(positive)
     truth = y == pos
     scores = p[:, pos]
@@ -204,7 +206,7 @@ def compute_binary_metrics(
         n=len(y),
         n_positive=int(truth.sum()),
         n_negative=int((~truth).sum()),
-        auc=float(roc_auc_score(truth, scores)) if defined else None,
+        auc=roc_auc(truth, scores) if defined else None,
         target_specificity=float(specificity),
         sensitivity_at_specificity=sensitivity,
         threshold=threshold,

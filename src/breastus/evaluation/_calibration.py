@@ -24,6 +24,8 @@ from scipy.special import log_softmax, softmax
 from torch.utils.data import DataLoader
 
 from breastus._errors import DataError
+from breastus._metrics import check_probabilities
+from breastus._run_files import BEST_CHECKPOINT
 from breastus.data._dataset import UltrasoundDataset
 from breastus.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from breastus.prediction._predictor import Predictor
@@ -66,14 +68,7 @@ class ReliabilityBins:
 
 
 def _check(probabilities: np.ndarray, labels: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    p = np.asarray(probabilities, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.int64)
-    if p.ndim != 2 or p.shape[0] != len(y):
-        raise DataError(
-            f"probabilities must have shape (n_samples, n_classes) with n_samples = {len(y)}. Got {p.shape} instead."
-        )
-    if len(y) == 0:
-        raise DataError("Cannot measure calibration on zero samples.")
+    y, p = check_probabilities(labels, probabilities, None, task="measure calibration")
     return p, y
 
 
@@ -325,7 +320,7 @@ def calibrate_checkpoint(
     """
     file = Path(path)
     if file.is_dir():
-        file = file / "best.pt"
+        file = file / BEST_CHECKPOINT
     checkpoint = load_checkpoint(file)
     if len(val) == 0:
         raise DataError("Cannot fit a temperature on an empty validation set.")

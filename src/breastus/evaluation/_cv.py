@@ -8,6 +8,12 @@ groups of the audit (exact pixel copies and perceptual-hash near-duplicates,
 joined into connected components), merged with a manifest's own ``group``
 column when there is one. ``groups="none"`` gives the naive image-level folds,
 for measuring the leakage gap.
+
+:func:`cross_validate` reads as its steps: read the data, plan the folds
+(:class:`_FoldPlan`: groups kept whole, checked), train and predict each fold
+(:func:`_run_fold`, or reuse a finished one), pool the out-of-fold predictions,
+and write ``oof_predictions.csv``, the plots and ``cv.json``. The groups are
+found in ``_groups.py``, the fold figures and their intervals in ``_bootstrap.py``.
 """
 
 from __future__ import annotations
@@ -15,332 +21,35 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from scipy.stats import rankdata
 
-from breastus._errors import ConfigError, DataError
+from breastus._errors import ConfigError
+from breastus._files import relative_paths
+from breastus._run_files import CALIBRATION_FILE, CV_FILE, FOLD_FILE, HISTORY_FILE, OOF_FILE, TEST_METRICS_FILE
 from breastus.data._dataset import UltrasoundDataset
-from breastus.data._duplicates import DEFAULT_HASH_THRESHOLD, duplicate_components, fingerprint
 from breastus.data._splits import kfold_indices
 from breastus.evaluation._binary import BinaryMetrics, compute_binary_metrics
-from breastus.evaluation._calibration import calibrate_checkpoint, expected_calibration_error
+from breastus.evaluation._bootstrap import bootstrap_ci, headline, mean_std
+from breastus.evaluation._bootstrap import fast_headline as fast_headline
+from breastus.evaluation._calibration import calibrate_checkpoint
 from breastus.evaluation._evaluate import evaluate
+from breastus.evaluation._groups import GroupsOption, check_disjoint, check_groups_within_folds, resolve_groups
 from breastus.evaluation._metrics import ClassificationMetrics, compute_metrics
 from breastus.evaluation._plots import write_evaluation_plots
 from breastus.prediction._predictor import Predictor
 from breastus.training._config import TrainConfig
 from breastus.training._history import EpochRecord, read_history
-from breastus.training._trainer import HISTORY, Trainer
+from breastus.training._trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
-GroupsOption = Literal["audit", "none"]
-CV_FILE = "cv.json"
-OOF_FILE = "oof_predictions.csv"
-FOLD_FILE = "fold.json"
 _BOOKKEEPING = frozenset({"fold", "n_train", "n_val", "n_test", "best_epoch"})
-
-
-def _merge_partitions(first: Sequence[object], second: Sequence[object]) -> np.ndarray:
-    """Component id per sample when samples sharing a label in either partition are joined."""
-    n = len(first)
-    rows: list[int] = []
-    cols: list[int] = []
-    for partition in (first, second):
-        anchor: dict[object, int] = {}
-        for i, key in enumerate(partition):
-            if key is None:
-                continue
-            j = anchor.setdefault(key, i)
-            if j != i:
-                rows.append(j)
-                cols.append(i)
-    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    order: dict[int, int] = {}
-    return np.array([order.setdefault(int(x), len(order)) for x in labels], dtype=np.int64)
-
-
-def resolve_groups(
-    dataset: UltrasoundDataset,
-    groups: GroupsOption | Sequence[str | None] = "audit",
-    threshold: int = DEFAULT_HASH_THRESHOLD,
-) -> tuple[list[str], str]:
-    """The group of every sample for a group-aware split, and where the groups came from.
-
-    Parameters
-    ----------
-    dataset : UltrasoundDataset
-    groups : {"audit", "none"} or sequence of str or None, default="audit"
-        ``"audit"``: duplicate groups (exact pixel copies and perceptual-hash
-        near-duplicates at distance ``<= threshold``, as :func:`~breastus.data.audit`
-        finds them), joined with the dataset's own groups (a manifest's ``group``
-        column) when it has any. ``"none"``: every image is its own group (the
-        naive image-level split). A sequence: one group per sample (``None``: its
-        own group).
-    threshold : int, default=6
-        Perceptual-hash distance for ``"audit"``.
-
-    Returns
-    -------
-    groups : list of str
-        One group name per sample.
-    source : str
-        ``"audit"``, ``"audit+dataset"``, ``"none"`` or ``"given"``.
-
-    Raises
-    ------
-    ConfigError
-        If ``groups`` is an unknown string.
-    DataError
-        If a sequence has the wrong length or an image cannot be read.
-
-    """
-    n = len(dataset)
-    if isinstance(groups, str):
-        if groups == "none":
-            return [f"image-{i}" for i in range(n)], "none"
-        if groups != "audit":
-            raise ConfigError(f"groups must be 'audit', 'none' or one group per image. Got {groups!r} instead.")
-        components = duplicate_components([fingerprint(p) for p in dataset.paths], threshold)
-        if any(g is not None for g in dataset.groups):
-            merged = _merge_partitions(components.tolist(), dataset.groups)
-            return [f"group-{k}" for k in merged], "audit+dataset"
-        return [f"group-{k}" for k in components], "audit"
-    if len(groups) != n:
-        raise DataError(f"groups must have one entry per image ({n}). Got {len(groups)} instead.")
-    return [f"image-{i}" if g is None else str(g) for i, g in enumerate(groups)], "given"
-
-
-def check_groups_within_folds(groups: Sequence[str], fold_of: Sequence[int] | np.ndarray) -> None:
-    """Raise if one group has images in two different folds.
-
-    Parameters
-    ----------
-    groups : sequence of str
-        Group of each sample.
-    fold_of : sequence of int
-        Test fold of each sample.
-
-    Raises
-    ------
-    DataError
-        Naming the first group found in two folds.
-
-    """
-    seen: dict[str, int] = {}
-    for group, fold in zip(groups, fold_of, strict=True):
-        first = seen.setdefault(group, int(fold))
-        if first != int(fold):
-            raise DataError(f"Group {group!r} has images in folds {first} and {int(fold)}; the folds leak.")
-
-
-def _check_disjoint(groups: Sequence[str], parts: dict[str, np.ndarray]) -> None:
-    owner: dict[str, str] = {}
-    for name, indices in parts.items():
-        for i in indices:
-            first = owner.setdefault(groups[int(i)], name)
-            if first != name:
-                raise DataError(f"Group {groups[int(i)]!r} is in both the {first} and the {name} part of a fold.")
-
-
-def headline(
-    metrics: ClassificationMetrics, probabilities: np.ndarray, labels: np.ndarray, positive: str = "malignant"
-) -> dict[str, Any]:
-    """The figures that cross-validation summarises: a flat dict with per-class sub-dicts.
-
-    Keys: ``accuracy``, ``macro_f1``, ``macro_auc``, ``log_loss``, ``ece`` (15
-    bins), ``auc``, ``sensitivity`` and ``specificity`` (dicts per class) and,
-    when ``positive`` is a class, ``binary`` (``auc``,
-    ``sensitivity_at_specificity`` at 90 % specificity, ``two_class_accuracy``).
-    """
-    values: dict[str, Any] = {
-        "accuracy": metrics.accuracy,
-        "macro_f1": metrics.macro_f1,
-        "macro_auc": metrics.macro_auc,
-        "log_loss": metrics.log_loss,
-        "ece": expected_calibration_error(probabilities, labels),
-        "auc": dict(metrics.auc),
-        "sensitivity": dict(metrics.sensitivity),
-        "specificity": dict(metrics.specificity),
-    }
-    if positive in metrics.class_names:
-        binary = compute_binary_metrics(labels, probabilities, metrics.class_names, positive=positive)
-        values["binary"] = {
-            "positive": positive,
-            "auc": binary.auc,
-            "sensitivity_at_specificity": binary.sensitivity_at_specificity,
-            "two_class_accuracy": binary.two_class_accuracy,
-        }
-    return values
-
-
-def _auc(truth: np.ndarray, scores: np.ndarray) -> float | None:
-    """ROC-AUC as the Mann-Whitney statistic with mid-ranks (equal to scikit-learn's)."""
-    n_pos = int(truth.sum())
-    n_neg = len(truth) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return None
-    ranks = rankdata(scores)
-    return float((ranks[truth].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def fast_headline(
-    labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str], positive: str = "malignant"
-) -> dict[str, Any]:
-    """:func:`headline` computed directly with NumPy, for the bootstrap's thousands of resamples.
-
-    Gives the same numbers as ``headline(compute_metrics(...), ...)`` (tested),
-    about fifty times faster: it skips scikit-learn's input validation.
-    """
-    y = np.asarray(labels, dtype=np.int64)
-    p = np.asarray(probabilities, dtype=np.float64)
-    names = list(class_names)
-    k = len(names)
-    predicted = p.argmax(axis=1)
-    cm = np.bincount(y * k + predicted, minlength=k * k).reshape(k, k)
-    total = int(cm.sum())
-    tp = np.diag(cm)
-    fn = cm.sum(axis=1) - tp
-    fp = cm.sum(axis=0) - tp
-    tn = total - tp - fn - fp
-    present = (tp + fn) > 0
-    f1 = 2 * tp[present] / np.maximum(2 * tp[present] + fp[present] + fn[present], 1)
-    auc = {name: _auc(y == i, p[:, i]) for i, name in enumerate(names)}
-    defined = [v for v in auc.values() if v is not None]
-    clipped = np.clip(p, 1e-12, 1.0)
-    clipped = clipped / clipped.sum(axis=1, keepdims=True)
-
-    def ratio(a: int, b: int) -> float | None:
-        return None if b == 0 else a / b
-
-    values: dict[str, Any] = {
-        "accuracy": float((predicted == y).mean()),
-        "macro_f1": float(f1.mean()),
-        "macro_auc": float(np.mean(defined)) if defined else None,
-        "log_loss": float(-np.log(clipped[np.arange(len(y)), y]).mean()),
-        "ece": expected_calibration_error(p, y),
-        "auc": auc,
-        "sensitivity": {n: ratio(int(tp[i]), int(tp[i] + fn[i])) for i, n in enumerate(names)},
-        "specificity": {n: ratio(int(tn[i]), int(tn[i] + fp[i])) for i, n in enumerate(names)},
-    }
-    if positive in names:
-        pos = names.index(positive)
-        truth = y == pos
-        sensitivity = None
-        if truth.any() and not truth.all():
-            negatives = np.sort(p[~truth, pos])[::-1]
-            allowed = int(np.floor((1 - 0.9) * len(negatives) + 1e-12))
-            cut = negatives[allowed] if allowed < len(negatives) else -np.inf
-            sensitivity = float((p[truth, pos] > cut).mean())
-        accuracy = None
-        if "benign" in names and positive != "benign":
-            neg = names.index("benign")
-            chosen = (y == pos) | (y == neg)
-            if (y == pos).any() and (y == neg).any():
-                two = np.where(p[chosen, pos] > p[chosen, neg], pos, neg)
-                accuracy = float((two == y[chosen]).mean())
-        values["binary"] = {
-            "positive": positive,
-            "auc": auc[positive],
-            "sensitivity_at_specificity": sensitivity,
-            "two_class_accuracy": accuracy,
-        }
-    return values
-
-
-def _numbers(values: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Transpose dicts of floats (nested one level) into dicts of value lists, dropping ``None``."""
-    out: dict[str, Any] = {}
-    for key, first in values[0].items():
-        if isinstance(first, dict):
-            out[key] = _numbers([v[key] for v in values])
-        elif isinstance(first, (int, float)) or first is None:
-            out[key] = [float(v[key]) for v in values if isinstance(v.get(key), (int, float))]
-    return out
-
-
-def _reduce(lists: dict[str, Any], reduce: Callable[[list[float]], Any]) -> dict[str, Any]:
-    return {k: _reduce(v, reduce) if isinstance(v, dict) else (reduce(v) if v else None) for k, v in lists.items()}
-
-
-def mean_std(values: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Mean and sample standard deviation (``ddof=1``) over folds of :func:`headline` dicts."""
-    lists = _numbers(values)
-    mean = _reduce(lists, lambda v: float(np.mean(v)))
-    std = _reduce(lists, lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
-    return mean, std
-
-
-def bootstrap_ci(
-    labels: Sequence[int] | np.ndarray,
-    probabilities: np.ndarray,
-    class_names: Sequence[str],
-    groups: Sequence[str] | None = None,
-    n_resamples: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> dict[str, Any]:
-    """Percentile bootstrap confidence intervals of the :func:`headline` figures.
-
-    Resamples whole groups with replacement (a cluster bootstrap), so duplicates
-    of one picture, which are not independent evidence, move together; without
-    groups every image is resampled on its own.
-
-    Parameters
-    ----------
-    labels : sequence of int
-    probabilities : numpy.ndarray
-        ``(n_images, n_classes)``, e.g. pooled out-of-fold predictions.
-    class_names : sequence of str
-    groups : sequence of str, optional
-        Group of each image.
-    n_resamples : int, default=1000
-    seed : int, default=0
-        The same seed and inputs give the same intervals.
-    level : float, default=0.95
-
-    Returns
-    -------
-    dict
-        The :func:`headline` structure with ``[low, high]`` pairs (``None`` where a
-        figure is undefined in every resample).
-
-    Raises
-    ------
-    ConfigError
-        If ``n_resamples`` < 1 or ``level`` is outside (0, 1).
-
-    """
-    if not isinstance(n_resamples, int) or n_resamples < 1:
-        raise ConfigError(f"n_resamples must be an int >= 1. Got {n_resamples!r} instead.")
-    if not 0 < level < 1:
-        raise ConfigError(f"level must be a float in the range (0, 1). Got {level!r} instead.")
-    y = np.asarray(labels, dtype=np.int64)
-    p = np.asarray(probabilities, dtype=np.float64)
-    names = list(class_names)
-    keys = list(range(len(y))) if groups is None else list(groups)
-    members: dict[object, list[int]] = {}
-    for i, key in enumerate(keys):
-        members.setdefault(key, []).append(i)
-    clusters = [np.array(m, dtype=np.int64) for m in members.values()]
-    rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(n_resamples):
-        chosen = rng.integers(0, len(clusters), len(clusters))
-        index = np.concatenate([clusters[c] for c in chosen])
-        samples.append(fast_headline(y[index], p[index], names))
-    alpha = (1 - level) / 2
-    return _reduce(_numbers(samples), lambda v: [float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))])
 
 
 @dataclass(frozen=True)
@@ -420,16 +129,141 @@ class CVResult:
         return "\n".join(lines)
 
 
-def _relative(paths: Sequence[Path], root: Path | None) -> list[str]:
-    if root is None:
-        root = Path(os.path.commonpath([str(p.resolve()) for p in paths])) if paths else Path()
-    out = []
-    for path in paths:
-        try:
-            out.append(path.resolve().relative_to(root.resolve()).as_posix())
-        except ValueError:
-            out.append(str(path))
-    return out
+@dataclass(frozen=True)
+class _FoldPlan:
+    """The folds of a dataset: which groups stay whole, and the test fold of every image."""
+
+    labels: np.ndarray
+    groups: list[str]
+    source: str
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    fold_of: np.ndarray
+    relative: list[str]
+
+
+def _read_data(data: str | Path | UltrasoundDataset, config: TrainConfig) -> tuple[UltrasoundDataset, Path | None]:
+    """The dataset, and the folder its paths are written relative to (``None``: their common folder)."""
+    if isinstance(data, UltrasoundDataset):
+        return data, None
+    root = Path(data).parent if Path(data).suffix.lower() == ".csv" else Path(data)
+    return UltrasoundDataset.from_path(data, config.class_names), root
+
+
+def _plan_folds(
+    dataset: UltrasoundDataset,
+    groups: GroupsOption | Sequence[str | None],
+    folds: int,
+    config: TrainConfig,
+    root: Path | None,
+) -> _FoldPlan:
+    """Group-aware stratified folds, checked to keep every group in one fold."""
+    labels = dataset.labels
+    group_names, source = resolve_groups(dataset, groups, config.duplicate_threshold)
+    splits = kfold_indices(labels, folds, group_names, config.seed)
+    fold_of = np.zeros(len(dataset), dtype=np.int64)
+    for k, (_, test) in enumerate(splits, start=1):
+        fold_of[test] = k
+    check_groups_within_folds(group_names, fold_of)
+    return _FoldPlan(labels, group_names, source, splits, fold_of, relative_paths(dataset.paths, root))
+
+
+def _run_fold(
+    k: int,
+    plan: _FoldPlan,
+    dataset: UltrasoundDataset,
+    fold_dir: Path,
+    config: TrainConfig,
+    calibrate: bool,
+    tta: bool,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Train fold ``k`` in ``fold_dir`` on the other folds, predict its test fold; the summary row and probabilities."""
+    train_all, test = plan.splits[k - 1]
+    labels, group_names = plan.labels, plan.groups
+    inner_groups = [group_names[int(i)] for i in train_all]
+    # About val_size of the training folds; fewer inner folds (a larger part) only for tiny data.
+    n_inner = max(2, round(1 / config.val_size))
+    feasible = min(n_inner, int(np.bincount(labels[train_all]).max()), len(set(inner_groups)))
+    fit_local, val_local = kfold_indices(labels[train_all], max(2, feasible), inner_groups, config.seed + k)[0]
+    train, val = train_all[fit_local], train_all[val_local]
+    check_disjoint(group_names, {"training": train, "validation": val, "test": test})
+    logger.info(
+        "fold %d/%d: %d train, %d validation, %d test images", k, len(plan.splits), len(train), len(val), len(test)
+    )
+    trainer = Trainer(config, fold_dir)
+    history = trainer.fit(dataset.subset(train), dataset.subset(val))
+    temperature = 1.0
+    calibration = None
+    if calibrate:
+        calibration = calibrate_checkpoint(
+            trainer.best_checkpoint_path,
+            dataset.subset(val),
+            dataset.subset(test),
+            device=config.device,
+            output=fold_dir / CALIBRATION_FILE,
+        )
+        temperature = calibration.temperature
+    predictor = Predictor.from_checkpoint(trainer.best_checkpoint_path, device=config.device, tta=tta)
+    result = evaluate(predictor, dataset.subset(test))
+    fold_probabilities = result.probabilities
+    (fold_dir / TEST_METRICS_FILE).write_text(json.dumps(result.metrics.to_dict(), indent=2), "utf-8")
+    row = {
+        "fold": k,
+        "n_train": len(train),
+        "n_val": len(val),
+        "n_test": len(test),
+        "best_epoch": history.best_epoch,
+        "temperature": temperature,
+        **headline(result.metrics, fold_probabilities, result.labels),
+        "ece_uncalibrated": None if calibration is None or calibration.test is None else calibration.test["ece_before"],
+    }
+    payload = {"row": row, "paths": [plan.relative[int(i)] for i in test], "probabilities": fold_probabilities.tolist()}
+    (fold_dir / FOLD_FILE).write_text(json.dumps(payload), encoding="utf-8")
+    return row, fold_probabilities
+
+
+def _report(
+    result: CVResult,
+    plan: _FoldPlan,
+    config: TrainConfig,
+    root: Path | None,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """The contents of ``cv.json``."""
+    multi: dict[str, list[str]] = {}
+    for path, group in zip(plan.relative, plan.groups, strict=True):
+        multi.setdefault(group, []).append(path)
+    bootstrap = options["bootstrap"]
+    return {
+        "n_folds": len(plan.splits),
+        "folds": result.folds,
+        "mean": result.mean,
+        "std": result.std,
+        "pooled": {
+            **headline(result.pooled, result.probabilities, result.labels),
+            "metrics": result.pooled.to_dict(),
+            "binary_metrics": result.pooled_binary and result.pooled_binary.to_dict(),
+        },
+        "ci95": result.ci95,
+        "bootstrap": {
+            "resamples": bootstrap,
+            "seed": config.seed,
+            "level": 0.95,
+            "unit": "image" if plan.source == "none" else "group",
+        },
+        "groups": {
+            "source": plan.source,
+            "threshold": config.duplicate_threshold if plan.source.startswith("audit") else None,
+            "n_images": len(plan.labels),
+            "n_groups": len(multi),
+            "multi_image_groups": [paths for paths in multi.values() if len(paths) > 1],
+            "checked_no_group_in_two_folds": True,
+        },
+        "calibrated": options["calibrate"],
+        "tta": options["tta"],
+        "config": config.to_dict(),
+        "data": str(root) if root is not None else None,
+        "class_names": list(result.class_names),
+    }
 
 
 def cross_validate(
@@ -513,146 +347,50 @@ def cross_validate(
     config = config if config is not None else TrainConfig()
     if not isinstance(bootstrap, int) or bootstrap < 0:
         raise ConfigError(f"bootstrap must be an int >= 0. Got {bootstrap!r} instead.")
-    root: Path | None = None
-    if isinstance(data, UltrasoundDataset):
-        dataset = data
-    else:
-        dataset = UltrasoundDataset.from_path(data, config.class_names)
-        root = Path(data).parent if Path(data).suffix.lower() == ".csv" else Path(data)
+    dataset, root = _read_data(data, config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    labels = dataset.labels
-    group_names, source = resolve_groups(dataset, groups, config.duplicate_threshold)
-    splits = kfold_indices(labels, folds, group_names, config.seed)
-    fold_of = np.zeros(len(dataset), dtype=np.int64)
-    for k, (_, test) in enumerate(splits, start=1):
-        fold_of[test] = k
-    check_groups_within_folds(group_names, fold_of)
-    relative = _relative(dataset.paths, root)
-    n_inner = max(2, round(1 / config.val_size))
+    plan = _plan_folds(dataset, groups, folds, config, root)
     names = tuple(config.class_names)
     probabilities = np.full((len(dataset), len(names)), np.nan)
     fold_rows: list[dict[str, Any]] = []
     histories: dict[str, list[EpochRecord]] = {}
-
-    for k, (train_all, test) in enumerate(splits, start=1):
+    for k, (_, test) in enumerate(plan.splits, start=1):
         fold_dir = out / f"fold-{k}"
-        saved = _load_fold(fold_dir, relative, test) if resume else None
+        saved = _load_fold(fold_dir, plan.relative, test) if resume else None
         if saved is not None:
-            row, fold_probabilities = saved
             logger.info("fold %d/%d: reusing %s", k, folds, fold_dir / FOLD_FILE)
-        else:
-            inner_groups = [group_names[int(i)] for i in train_all]
-            # About val_size of the training folds; fewer inner folds (a larger part) only for tiny data.
-            feasible = min(n_inner, int(np.bincount(labels[train_all]).max()), len(set(inner_groups)))
-            fit_local, val_local = kfold_indices(labels[train_all], max(2, feasible), inner_groups, config.seed + k)[0]
-            train, val = train_all[fit_local], train_all[val_local]
-            _check_disjoint(group_names, {"training": train, "validation": val, "test": test})
-            logger.info(
-                "fold %d/%d: %d train, %d validation, %d test images", k, folds, len(train), len(val), len(test)
-            )
-            trainer = Trainer(config, fold_dir)
-            history = trainer.fit(dataset.subset(train), dataset.subset(val))
-            temperature = 1.0
-            calibration = None
-            if calibrate:
-                calibration = calibrate_checkpoint(
-                    trainer.best_checkpoint_path,
-                    dataset.subset(val),
-                    dataset.subset(test),
-                    device=config.device,
-                    output=fold_dir / "calibration.json",
-                )
-                temperature = calibration.temperature
-            predictor = Predictor.from_checkpoint(trainer.best_checkpoint_path, device=config.device, tta=tta)
-            result = evaluate(predictor, dataset.subset(test))
-            fold_probabilities = result.probabilities
-            (fold_dir / "test_metrics.json").write_text(json.dumps(result.metrics.to_dict(), indent=2), "utf-8")
-            row = {
-                "fold": k,
-                "n_train": len(train),
-                "n_val": len(val),
-                "n_test": len(test),
-                "best_epoch": history.best_epoch,
-                "temperature": temperature,
-                **headline(result.metrics, fold_probabilities, result.labels),
-                "ece_uncalibrated": None
-                if calibration is None or calibration.test is None
-                else calibration.test["ece_before"],
-            }
-            payload = {
-                "row": row,
-                "paths": [relative[int(i)] for i in test],
-                "probabilities": fold_probabilities.tolist(),
-            }
-            (fold_dir / FOLD_FILE).write_text(json.dumps(payload), encoding="utf-8")
-        probabilities[test] = fold_probabilities
+        row, probabilities[test] = saved or _run_fold(k, plan, dataset, fold_dir, config, calibrate, tta)
         fold_rows.append(row)
-        if (fold_dir / HISTORY).is_file():
-            histories[f"fold {k}"] = read_history(fold_dir / HISTORY)
+        if (fold_dir / HISTORY_FILE).is_file():
+            histories[f"fold {k}"] = read_history(fold_dir / HISTORY_FILE)
         if on_fold is not None:
             on_fold(row)
 
-    pooled = compute_metrics(labels, probabilities, names)
-    pooled_values = headline(pooled, probabilities, labels)
-    pooled_binary = compute_binary_metrics(labels, probabilities, names) if "malignant" in names else None
+    labels = plan.labels
     mean, std = mean_std([{k: v for k, v in row.items() if k not in _BOOKKEEPING} for row in fold_rows])
-    ci95 = bootstrap_ci(labels, probabilities, names, group_names, bootstrap, config.seed) if bootstrap else {}
-    multi: dict[str, list[str]] = {}
-    for path, group in zip(relative, group_names, strict=True):
-        multi.setdefault(group, []).append(path)
-    result_cv = CVResult(
+    result = CVResult(
         out_dir=out,
         folds=fold_rows,
         mean=mean,
         std=std,
-        pooled=pooled,
-        pooled_binary=pooled_binary,
-        ci95=ci95,
+        pooled=compute_metrics(labels, probabilities, names),
+        pooled_binary=compute_binary_metrics(labels, probabilities, names) if "malignant" in names else None,
+        ci95=bootstrap_ci(labels, probabilities, names, plan.groups, bootstrap, config.seed) if bootstrap else {},
         labels=labels,
         probabilities=probabilities,
-        fold_of=fold_of,
-        groups=group_names,
+        fold_of=plan.fold_of,
+        groups=plan.groups,
         paths=dataset.paths,
         class_names=names,
     )
-    _write_oof(out / OOF_FILE, relative, labels, probabilities, fold_of, group_names, names)
+    _write_oof(out / OOF_FILE, plan.relative, labels, probabilities, plan.fold_of, plan.groups, names)
     if plots:
         write_evaluation_plots(out / "plots", labels, probabilities, names, histories, title="out-of-fold")
-    report = {
-        "n_folds": folds,
-        "folds": fold_rows,
-        "mean": mean,
-        "std": std,
-        "pooled": {
-            **pooled_values,
-            "metrics": pooled.to_dict(),
-            "binary_metrics": pooled_binary and pooled_binary.to_dict(),
-        },
-        "ci95": ci95,
-        "bootstrap": {
-            "resamples": bootstrap,
-            "seed": config.seed,
-            "level": 0.95,
-            "unit": "image" if source == "none" else "group",
-        },
-        "groups": {
-            "source": source,
-            "threshold": config.duplicate_threshold if source.startswith("audit") else None,
-            "n_images": len(dataset),
-            "n_groups": len(multi),
-            "multi_image_groups": [paths for paths in multi.values() if len(paths) > 1],
-            "checked_no_group_in_two_folds": True,
-        },
-        "calibrated": calibrate,
-        "tta": tta,
-        "config": config.to_dict(),
-        "data": str(root) if root is not None else None,
-        "class_names": list(names),
-        "seconds": time.perf_counter() - started,
-    }
+    report = _report(result, plan, config, root, {"bootstrap": bootstrap, "calibrate": calibrate, "tta": tta})
+    report["seconds"] = time.perf_counter() - started
     (out / CV_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
-    return result_cv
+    return result
 
 
 def _load_fold(fold_dir: Path, relative: list[str], test: np.ndarray) -> tuple[dict[str, Any], np.ndarray] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import timm
@@ -20,11 +20,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from breastus._errors import ConfigError, DataError
+from breastus.data._inputs import ImageInput, as_grayscale
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from breastus.prediction._predictor import ImageInput, Predictor
     from breastus.transforms._preprocess import Preprocessing
 
 CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "layercam", "scorecam")
@@ -367,8 +367,26 @@ def resolve_targets(
     return indices
 
 
+class ExplainablePredictor(Protocol):
+    """What :func:`explain_images` needs of a predictor (:class:`~breastus.Predictor` has it all).
+
+    Explanations sit beside prediction, not above it: they take any object with
+    these attributes, so :mod:`breastus.explain` never imports :mod:`breastus.prediction`.
+    """
+
+    model: nn.Module
+    device: torch.device
+    class_names: tuple[str, ...]
+    image_size: int
+    batch_size: int
+    preprocessing: Preprocessing
+    transform: Callable[[torch.Tensor], torch.Tensor]
+
+    def predict_proba(self, images: Sequence[ImageInput]) -> np.ndarray: ...
+
+
 def _input_geometry(
-    predictor: Predictor, gray: Image.Image
+    predictor: ExplainablePredictor, gray: Image.Image
 ) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
     """Where the model input comes from in the image, and where the image lies in the model input.
 
@@ -407,7 +425,7 @@ def _to_image(heatmap: np.ndarray, gray: Image.Image, geometry: tuple[tuple[int,
 
 
 def explain_images(
-    predictor: Predictor,
+    predictor: ExplainablePredictor,
     images: Sequence[ImageInput],
     target: int | str | Sequence[int | str] | None = None,
     method: str = "gradcam",
@@ -422,9 +440,7 @@ def explain_images(
     """
     from torchvision.transforms.v2 import functional as TF
 
-    from breastus.prediction._predictor import _as_grayscale
-
-    decoded = [_as_grayscale(image)[0] for image in images]
+    decoded = [as_grayscale(image)[0] for image in images]
     indices = resolve_targets(target, predictor.class_names, len(decoded))
     if indices is None:  # the predicted class, with the predictor's own TTA and temperature
         indices = [int(i) for i in np.argmax(predictor.predict_proba(decoded), axis=1)]

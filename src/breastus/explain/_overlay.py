@@ -17,7 +17,7 @@ from breastus._errors import DataError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from breastus.prediction._predictor import ImageInput
+    from breastus.data._inputs import ImageInput
 
 
 def _title(
@@ -87,9 +87,9 @@ def overlay_figure(
     """
     from matplotlib.figure import Figure
 
-    from breastus.prediction._predictor import _as_grayscale
+    from breastus.data._inputs import as_grayscale
 
-    gray = np.asarray(_as_grayscale(image)[0])
+    gray = np.asarray(as_grayscale(image)[0])
     heat = np.asarray(heatmap, dtype=np.float32)
     for what, array in (("heatmap", heat), ("mask", mask)):
         if array is not None and np.shape(array) != gray.shape:

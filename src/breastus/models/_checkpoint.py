@@ -9,8 +9,6 @@ old or the new file, never half of one.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,8 @@ import torch
 from torch import nn
 
 from breastus._errors import CheckpointError, ConfigError
+from breastus._files import atomic_write as atomic_write
+from breastus._run_files import BEST_CHECKPOINT, LAST_CHECKPOINT
 from breastus._version import __version__
 from breastus.models._factory import build_model
 from breastus.models._info import ModelInfo
@@ -132,31 +132,6 @@ class Checkpoint:
         return model.eval()
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file_object)`` on a temporary file, fsync it and rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
     """Write ``checkpoint`` to ``path`` atomically and return the path."""
     target = Path(path)
@@ -185,7 +160,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     """
     file = Path(path)
     if file.is_dir():
-        for candidate in (file / "best.pt", file / "last.pt"):
+        for candidate in (file / BEST_CHECKPOINT, file / LAST_CHECKPOINT):
             if candidate.is_file():
                 file = candidate
                 break

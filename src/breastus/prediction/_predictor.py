@@ -12,14 +12,15 @@ from typing import Any, overload
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from breastus._device import resolve_device
 from breastus._errors import CheckpointError, ConfigError, DataError
 from breastus.data._dataset import is_mask_file, natural_key
-from breastus.data._io import IMAGE_SUFFIXES, load_image, to_grayscale
+from breastus.data._inputs import ImageInput as ImageInput
+from breastus.data._inputs import as_grayscale
+from breastus.data._io import IMAGE_SUFFIXES
 from breastus.models._checkpoint import Checkpoint, load_checkpoint
 from breastus.models._info import ModelInfo
 from breastus.transforms._preprocess import Preprocessing
@@ -27,8 +28,7 @@ from breastus.transforms._presets import eval_transform
 
 logger = logging.getLogger(__name__)
 
-ImageInput = str | os.PathLike[str] | Image.Image | np.ndarray
-"""What :meth:`Predictor.predict` accepts as one image."""
+_as_grayscale = as_grayscale  # image-input coercion lives in breastus.data._inputs; kept importable from here
 
 
 @dataclass(frozen=True)
@@ -64,43 +64,6 @@ class Prediction:
         if self.frame is not None:
             values["frame"] = self.frame
         return values
-
-
-def _as_grayscale(image: ImageInput) -> tuple[Image.Image, str | None]:
-    """Turn one input into an 8-bit grayscale PIL image (and its path, if any)."""
-    if isinstance(image, (str, os.PathLike)):
-        return load_image(os.fspath(image)), os.fspath(image)
-    if isinstance(image, Image.Image):
-        return to_grayscale(image), None
-    if isinstance(image, np.ndarray):
-        array = image
-        if array.ndim == 3 and array.shape[-1] == 1:
-            array = array[..., 0]
-        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
-            raise DataError(
-                f"A numpy image must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4). Got {array.shape} instead."
-            )
-        if array.size == 0:
-            raise DataError(f"A numpy image must not be empty. Got shape {array.shape}.")
-        if array.dtype == np.uint8:
-            pass
-        elif array.dtype == np.uint16:
-            array = (array / 257.0).round().astype(np.uint8)
-        elif np.issubdtype(array.dtype, np.floating):
-            values = array.astype(np.float64)
-            # the [0, 1] or [0, 255] range is judged on finite values: one inf must not blacken the image
-            scale = 255.0 if values[np.isfinite(values)].max(initial=0.0) <= 1.0 else 1.0
-            finite = np.nan_to_num(values, nan=0.0, posinf=255.0 / scale, neginf=0.0)
-            array = np.clip(finite * scale, 0, 255).round().astype(np.uint8)
-        elif np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
-            array = np.clip(array.astype(np.int64) * (255 if array.dtype == np.bool_ else 1), 0, 255).astype(np.uint8)
-        else:
-            raise DataError(f"Unsupported numpy image dtype {array.dtype}; use uint8, uint16, bool or float.")
-        return to_grayscale(Image.fromarray(np.ascontiguousarray(array))), None
-    raise DataError(
-        f"Cannot classify an object of type {type(image).__name__}; pass a file path, a PIL image, "
-        "a numpy array, or a list of them."
-    )
 
 
 def _recorded_preprocessing(recorded: dict[str, Any] | None, what: str) -> Preprocessing:

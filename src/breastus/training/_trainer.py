@@ -18,9 +18,10 @@ from tqdm.auto import tqdm
 
 from breastus._device import resolve_device
 from breastus._errors import CheckpointError, ConfigError, DataError
+from breastus._metrics import compute_metrics
+from breastus._run_files import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT
 from breastus.data._cache import ImageCache
 from breastus.data._dataset import UltrasoundDataset
-from breastus.evaluation._metrics import compute_metrics
 from breastus.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from breastus.models._factory import build_model
 from breastus.models._info import ModelInfo
@@ -39,9 +40,7 @@ from breastus.transforms._presets import eval_transform, train_transform
 
 logger = logging.getLogger(__name__)
 
-BEST = "best.pt"
-LAST = "last.pt"
-HISTORY = "history.jsonl"
+BEST, LAST, HISTORY = BEST_CHECKPOINT, LAST_CHECKPOINT, HISTORY_FILE  # the run-folder names live in breastus._run_files
 
 
 def seed_everything(seed: int) -> None:
