@@ -245,7 +245,7 @@ def decide_indices(
             f"class_probs must have shape (N, {len(class_names)}) for classes {list(class_names)}. "
             f"Got {probs.shape} instead."
         )
-    argmax = probs.argmax(axis=1).astype(np.int64)
+    argmax: np.ndarray = probs.argmax(axis=1).astype(np.int64)
     if lesion_probabilities is None or threshold is None:
         return argmax
     lesion = np.asarray(lesion_probabilities, dtype=np.float64).ravel()
