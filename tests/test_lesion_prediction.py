@@ -4,6 +4,7 @@ segment-then-classify, export of both outputs (issue 13, parts 3 and 4)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -183,3 +184,63 @@ def test_fusion_is_a_weighted_mean_that_sums_to_one() -> None:
     full = fuse_crop_probabilities(whole, np.array([0.1, 0.1, 0.8]), NAMES, NAMES, 1.0)
     assert full == pytest.approx([0.1, 0.1, 0.8])
     assert fuse_crop_probabilities(whole, np.array([0.2, 0.8]), NAMES, NAMES[:2]).sum() == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def unet_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real smp U-Net (ResNet-18 encoder) at 64 px with a calibrated lesion threshold."""
+    from breastus.models import Checkpoint, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model, info = build_model("unet/resnet18", 3, None)
+    assert info.task == MULTITASK
+    with torch.no_grad():
+        head: Any = model.classification_head
+        head[3].weight.mul_(30)  # confident, non-uniform class probabilities
+    checkpoint = Checkpoint(info, NAMES, 64, model.state_dict(), temperature=1.3, lesion_threshold=0.45)
+    return save_checkpoint(checkpoint, tmp_path_factory.mktemp("unet") / "best.pt")
+
+
+@pytest.mark.parametrize("format", ["onnx", "torchscript"])
+def test_export_carries_both_outputs_with_parity(format: str, unet_checkpoint: Path, tmp_path: Path) -> None:
+    from breastus.export import export_model, load_exported
+    from breastus.models import load_checkpoint
+
+    out = export_model(unet_checkpoint, tmp_path / f"unet.{format}", format=format)  # type: ignore[arg-type]
+    module, meta = load_exported(out, torch.device("cpu"))
+    assert meta.model_info.task == MULTITASK and meta.lesion_threshold == pytest.approx(0.45)
+    eager = load_checkpoint(unet_checkpoint).build_model().eval()
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        want_mask, want_logits = eager(images)
+        got_mask, got_logits = module(images)
+    assert got_mask.shape == (3, 1, 64, 64) and got_logits.shape == (3, 3)
+    assert (got_mask - want_mask).abs().max() <= 1e-4 * max(1.0, float(want_mask.abs().max()))
+    assert (torch.sigmoid(got_mask) - torch.sigmoid(want_mask)).abs().max() <= 1e-4
+    assert (torch.softmax(got_logits, 1) - torch.softmax(want_logits, 1)).abs().max() <= 1e-4
+    if format == "onnx":
+        import onnx
+
+        names = [o.name for o in onnx.load(str(out)).graph.output]
+        assert names == ["mask_logits", "class_logits"]
+    # the exported predictor gives the same lesion fields as the checkpoint
+    image = frame()
+    want = Predictor.from_checkpoint(unet_checkpoint, device="cpu").predict(image, pixel_spacing_mm=(0.1, 0.1))
+    got = Predictor.from_exported(out, device="cpu").predict(image, pixel_spacing_mm=(0.1, 0.1))
+    assert got.label == want.label and want.lesion_probability is not None
+    assert got.lesion_probability == pytest.approx(want.lesion_probability, abs=1e-4)
+    assert got.probabilities == pytest.approx(want.probabilities, abs=1e-4)
+    assert got.mask is not None and want.mask is not None and (got.mask != want.mask).mean() < 1e-3
+
+
+def test_real_unet_prediction_shapes_and_onnxruntime_backend(unet_checkpoint: Path) -> None:
+    model = Predictor.from_checkpoint(unet_checkpoint, device="cpu")
+    assert model.decision == "lesion" and model.lesion_threshold == pytest.approx(0.45)
+    image = np.random.default_rng(0).integers(0, 255, (50, 70), dtype=np.uint8)
+    result = model.predict(image)
+    assert result.mask is not None and result.mask.shape == (50, 70)
+    assert sum(result.probabilities.values()) == pytest.approx(1.0)
+    assert (result.label == "normal") == (result.lesion_probability < 0.45)  # type: ignore[operator]
+    runtime = Predictor.from_checkpoint(unet_checkpoint, device="cpu", backend="onnxruntime").predict(image)
+    assert runtime.lesion_probability == pytest.approx(result.lesion_probability, abs=1e-4)
+    assert Predictor.from_checkpoint(unet_checkpoint, device="cpu", decision="argmax").decision == "argmax"
