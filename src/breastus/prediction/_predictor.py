@@ -175,7 +175,7 @@ class Predictor:
         How the label is chosen. ``"argmax"``: the most probable class.
         ``"lesion"`` (multi-task models with a calibrated ``lesion_threshold``):
         ``"normal"`` exactly when no lesion is found, otherwise benign vs
-        malignant (see :mod:`breastus.prediction._decision`). ``None``: ``"lesion"``
+        malignant (see :func:`breastus.prediction.decide`). ``None``: ``"lesion"``
         when the model is multi-task and a threshold is known, else ``"argmax"``.
     lesion_threshold : float or None, default=None
         The calibrated lesion threshold (``Checkpoint.lesion_threshold``).
@@ -491,7 +491,7 @@ class Predictor:
         the mask's box (widened by ``margin``, exactly as
         :func:`breastus.transforms.crop_to_lesion` cuts training crops) is
         classified by ``classifier`` and the two probability vectors are fused
-        by :func:`~breastus.prediction._lesion.fuse_crop_probabilities`: a
+        by :func:`~breastus.prediction.fuse_crop_probabilities`: a
         weighted mean, ``(1 - weight) * whole + weight * crop``, over the
         classifier's classes. Images without a predicted lesion keep the
         whole-frame probabilities; "normal" is still decided by the lesion
