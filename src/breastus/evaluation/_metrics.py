@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, roc_auc_score
 
 from breastus._errors import DataError
+from breastus.evaluation._segmentation import called_normal_shares
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,12 @@ class ClassificationMetrics:
         Per class, one-vs-rest: recall of the class and of its complement.
     confusion_matrix : list of list of int
         Rows: true class, columns: predicted class, in ``class_names`` order.
+    lesion_called_normal : float or None
+        Share of the lesion images (every class but ``"normal"``) predicted
+        ``"normal"`` (see :func:`~breastus.evaluation.called_normal_shares`);
+        ``None`` without a ``"normal"`` class or lesion image.
+    malignant_called_normal : float or None
+        Share of the malignant images predicted ``"normal"``.
 
     """
 
@@ -50,6 +57,8 @@ class ClassificationMetrics:
     sensitivity: dict[str, float | None]
     specificity: dict[str, float | None]
     confusion_matrix: list[list[int]]
+    lesion_called_normal: float | None = None
+    malignant_called_normal: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The metrics as JSON-ready plain values."""
@@ -70,6 +79,11 @@ class ClassificationMetrics:
             lines.append(
                 f"{name:<12}{fmt(self.auc[name]):>7}{fmt(self.sensitivity[name]):>7}{fmt(self.specificity[name]):>7}"
             )
+        if self.lesion_called_normal is not None:
+            lines.append(
+                f"called normal: lesion images {fmt(self.lesion_called_normal)}  "
+                f"malignant images {fmt(self.malignant_called_normal)}"
+            )
         lines.append("confusion (rows true, columns predicted): " + str(self.confusion_matrix))
         return "\n".join(lines)
 
@@ -82,6 +96,7 @@ def compute_metrics(
     labels: Sequence[int] | np.ndarray,
     probabilities: np.ndarray,
     class_names: Sequence[str],
+    predicted: Sequence[int] | np.ndarray | None = None,
 ) -> ClassificationMetrics:
     """Accuracy, macro-F1, one-vs-rest AUC, sensitivity, specificity, confusion matrix.
 
@@ -93,6 +108,11 @@ def compute_metrics(
         ``(n_samples, n_classes)`` predicted probabilities; rows sum to 1.
     class_names : sequence of str
         Names of the ``n_classes`` columns.
+    predicted : sequence of int, optional
+        The predicted class of each sample, when a decision rule other than the
+        argmax of ``probabilities`` made it (the lesion rule of a multi-task model);
+        accuracy, F1, confusion, sensitivity, specificity and the "called normal"
+        shares use it, the AUCs and log-loss use ``probabilities``.
 
     Returns
     -------
@@ -114,7 +134,12 @@ def compute_metrics(
         )
     if len(y) == 0:
         raise DataError("Cannot compute metrics on zero samples.")
-    predicted = p.argmax(axis=1)
+    if predicted is None:
+        predicted = p.argmax(axis=1)
+    else:
+        predicted = np.asarray(predicted, dtype=np.int64)
+        if predicted.shape != y.shape:
+            raise DataError(f"predicted must hold one class per sample ({len(y)}). Got shape {predicted.shape}.")
     present = sorted(set(y.tolist()))
     cm = confusion_matrix(y, predicted, labels=list(range(k)))
     auc: dict[str, float | None] = {}
@@ -131,6 +156,7 @@ def compute_metrics(
         sensitivity[name] = _ratio(tp, tp + fn)
         specificity[name] = _ratio(tn, tn + fp)
     defined = [v for v in auc.values() if v is not None]
+    lesion_share, malignant_share = called_normal_shares(y, predicted, names)
     clipped = np.clip(p, 1e-12, 1.0)
     clipped = clipped / clipped.sum(axis=1, keepdims=True)
     return ClassificationMetrics(
@@ -144,4 +170,6 @@ def compute_metrics(
         sensitivity=sensitivity,
         specificity=specificity,
         confusion_matrix=cm.astype(int).tolist(),
+        lesion_called_normal=lesion_share,
+        malignant_called_normal=malignant_share,
     )

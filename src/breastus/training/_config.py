@@ -167,6 +167,11 @@ class TrainConfig:
                 f"{self.model!r} (its U-Net halves the input five times). Got {self.image_size!r} instead; "
                 f"use {max(32, round(self.image_size / 32) * 32)}."
             )
+        if self.task != "classification" and self.batch_augment:
+            raise ConfigError(
+                f"batch_augment=True augments images only and cannot move lesion masks; the multi-task model "
+                f"{self.model!r} needs batch_augment=False."
+            )
         if not (isinstance(self.seg_loss_weight, (int, float)) and self.seg_loss_weight >= 0):
             fail("seg_loss_weight", "a float >= 0")
         if not (isinstance(self.lesion_min_normal_recall, (int, float)) and 0 < self.lesion_min_normal_recall <= 1):
