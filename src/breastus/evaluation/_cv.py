@@ -36,6 +36,7 @@ from breastus.evaluation._calibration import calibrate_checkpoint, expected_cali
 from breastus.evaluation._evaluate import evaluate
 from breastus.evaluation._metrics import ClassificationMetrics, compute_metrics
 from breastus.evaluation._plots import write_evaluation_plots
+from breastus.evaluation._segmentation import called_normal_shares
 from breastus.prediction._predictor import Predictor
 from breastus.training._config import TrainConfig
 from breastus.training._history import EpochRecord, read_history
@@ -159,7 +160,9 @@ def headline(
     """The figures that cross-validation summarises: a flat dict with per-class sub-dicts.
 
     Keys: ``accuracy``, ``macro_f1``, ``macro_auc``, ``log_loss``, ``ece`` (15
-    bins), ``auc``, ``sensitivity`` and ``specificity`` (dicts per class) and,
+    bins), ``auc``, ``sensitivity`` and ``specificity`` (dicts per class),
+    ``lesion_called_normal`` and ``malignant_called_normal`` (shares of the lesion
+    and malignant images predicted normal; ``None`` without a normal class) and,
     when ``positive`` is a class, ``binary`` (``auc``,
     ``sensitivity_at_specificity`` at 90 % specificity, ``two_class_accuracy``).
     """
@@ -172,6 +175,8 @@ def headline(
         "auc": dict(metrics.auc),
         "sensitivity": dict(metrics.sensitivity),
         "specificity": dict(metrics.specificity),
+        "lesion_called_normal": metrics.lesion_called_normal,
+        "malignant_called_normal": metrics.malignant_called_normal,
     }
     if positive in metrics.class_names:
         binary = compute_binary_metrics(labels, probabilities, metrics.class_names, positive=positive)
@@ -233,6 +238,7 @@ def fast_headline(
         "sensitivity": {n: ratio(int(tp[i]), int(tp[i] + fn[i])) for i, n in enumerate(names)},
         "specificity": {n: ratio(int(tn[i]), int(tn[i] + fp[i])) for i, n in enumerate(names)},
     }
+    values["lesion_called_normal"], values["malignant_called_normal"] = called_normal_shares(y, predicted, names)
     if positive in names:
         pos = names.index(positive)
         truth = y == pos
@@ -415,6 +421,13 @@ class CVResult:
         lines.append(f"  accuracy  {pooled.accuracy:.3f}{interval('accuracy')}")
         lines.append(f"  macro-F1  {pooled.macro_f1:.3f}{interval('macro_f1')}")
         lines.append(f"  macro-AUC {fmt(pooled.macro_auc)}{interval('macro_auc')}")
+        if pooled.lesion_called_normal is not None:
+            lines.append(
+                f"  called normal: lesion images {fmt(pooled.lesion_called_normal)}, "
+                f"malignant images {fmt(pooled.malignant_called_normal)}"
+            )
+        if self.mean.get("dice") is not None:
+            lines.append(f"  lesion Dice (mean over folds) {fmt(self.mean['dice'])}, IoU {fmt(self.mean.get('iou'))}")
         if self.pooled_binary is not None:
             lines.append("  " + self.pooled_binary.summary().replace("\n", "\n  "))
         return "\n".join(lines)
@@ -532,6 +545,7 @@ def cross_validate(
     n_inner = max(2, round(1 / config.val_size))
     names = tuple(config.class_names)
     probabilities = np.full((len(dataset), len(names)), np.nan)
+    predicted = np.full(len(dataset), -1, dtype=np.int64)
     fold_rows: list[dict[str, Any]] = []
     histories: dict[str, list[EpochRecord]] = {}
 
@@ -539,7 +553,7 @@ def cross_validate(
         fold_dir = out / f"fold-{k}"
         saved = _load_fold(fold_dir, relative, test) if resume else None
         if saved is not None:
-            row, fold_probabilities = saved
+            row, fold_probabilities, fold_predicted = saved
             logger.info("fold %d/%d: reusing %s", k, folds, fold_dir / FOLD_FILE)
         else:
             inner_groups = [group_names[int(i)] for i in train_all]
@@ -567,7 +581,14 @@ def cross_validate(
             predictor = Predictor.from_checkpoint(trainer.best_checkpoint_path, device=config.device, tta=tta)
             result = evaluate(predictor, dataset.subset(test))
             fold_probabilities = result.probabilities
-            (fold_dir / "test_metrics.json").write_text(json.dumps(result.metrics.to_dict(), indent=2), "utf-8")
+            fold_predicted = fold_probabilities.argmax(axis=1) if result.predicted is None else result.predicted
+            segmentation = result.segmentation
+            (fold_dir / "test_metrics.json").write_text(
+                json.dumps(
+                    {**result.metrics.to_dict(), "segmentation": segmentation and segmentation.to_dict()}, indent=2
+                ),
+                "utf-8",
+            )
             row = {
                 "fold": k,
                 "n_train": len(train),
@@ -580,20 +601,25 @@ def cross_validate(
                 if calibration is None or calibration.test is None
                 else calibration.test["ece_before"],
             }
+            if segmentation is not None:
+                row.update(dice=segmentation.dice, iou=segmentation.iou, pooled_dice=segmentation.pooled_dice)
             payload = {
                 "row": row,
                 "paths": [relative[int(i)] for i in test],
                 "probabilities": fold_probabilities.tolist(),
+                "predicted": [int(v) for v in fold_predicted],
             }
             (fold_dir / FOLD_FILE).write_text(json.dumps(payload), encoding="utf-8")
         probabilities[test] = fold_probabilities
+        predicted[test] = fold_predicted
         fold_rows.append(row)
         if (fold_dir / HISTORY).is_file():
             histories[f"fold {k}"] = read_history(fold_dir / HISTORY)
         if on_fold is not None:
             on_fold(row)
 
-    pooled = compute_metrics(labels, probabilities, names)
+    # the folds' own decisions (the lesion rule of a multi-task model, else the argmax)
+    pooled = compute_metrics(labels, probabilities, names, predicted=predicted)
     pooled_values = headline(pooled, probabilities, labels)
     pooled_binary = compute_binary_metrics(labels, probabilities, names) if "malignant" in names else None
     mean, std = mean_std([{k: v for k, v in row.items() if k not in _BOOKKEEPING} for row in fold_rows])
@@ -655,7 +681,9 @@ def cross_validate(
     return result_cv
 
 
-def _load_fold(fold_dir: Path, relative: list[str], test: np.ndarray) -> tuple[dict[str, Any], np.ndarray] | None:
+def _load_fold(
+    fold_dir: Path, relative: list[str], test: np.ndarray
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray] | None:
     file = fold_dir / FOLD_FILE
     if not file.is_file():
         return None
@@ -663,7 +691,10 @@ def _load_fold(fold_dir: Path, relative: list[str], test: np.ndarray) -> tuple[d
     if saved.get("paths") != [relative[int(i)] for i in test]:
         logger.warning("Not reusing %s: it holds other test images; the fold is trained again.", file)
         return None
-    return dict(saved["row"]), np.asarray(saved["probabilities"], dtype=np.float64)
+    probabilities = np.asarray(saved["probabilities"], dtype=np.float64)
+    # fold files written before the decision was stored: the argmax
+    predicted = np.asarray(saved.get("predicted", probabilities.argmax(axis=1)), dtype=np.int64)
+    return dict(saved["row"]), probabilities, predicted
 
 
 def _write_oof(
