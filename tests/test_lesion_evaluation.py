@@ -103,6 +103,11 @@ def test_train_cli_multitask(lesion_data: Path, tmp_path: Path, capsys: pytest.C
 
     checkpoint = load_checkpoint(tmp_path / "run")
     assert checkpoint.train_config["seg_loss_weight"] == 0.5
+    from breastus.reporting import build_model_card
+
+    card = build_model_card(tmp_path / "run", n_bootstrap=20)
+    assert "lesion-segmenting classifier" in card and "- Lesion threshold: " in card
+    assert "| lesion images called normal |" in card and "| lesion Dice (per lesion image) |" in card
 
 
 def test_cross_validate_multitask(lesion_data: Path, tmp_path: Path) -> None:

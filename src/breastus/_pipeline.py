@@ -160,6 +160,9 @@ def train_and_evaluate(
     predictor = Predictor.from_checkpoint(trainer.best_checkpoint_path, device=config.device)
     test = evaluate(predictor, dataset.subset(split.test))
     if trainer.distributed.is_main:
-        (run / "test_metrics.json").write_text(json.dumps(test.metrics.to_dict(), indent=2), encoding="utf-8")
+        metrics = test.metrics.to_dict()
+        if test.segmentation is not None:  # multi-task models: the lesion Dice / IoU
+            metrics["segmentation"] = test.segmentation.to_dict()
+        (run / "test_metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         test.write_csv(run / "test_predictions.csv")
     return RunResult(run, history, test, split, calibration)
