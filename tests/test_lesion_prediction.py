@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from torch import nn
 
@@ -92,6 +94,20 @@ def test_geometry_letterbox_content_box_and_inverse() -> None:
     back = mask_to_input(model_map, geometry)
     assert back.shape == (40, 80)
     assert back[:, 42:].min() > 0.99 and back[:, :38].max() < 0.01
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 300), st.sampled_from(["stretch", "letterbox"]), st.sampled_from([32, 64]))
+def test_letterbox_bars_never_leak_into_the_mask(height: int, width: int, resize: str, size: int) -> None:
+    geometry = input_geometry(height, width, (0, height, 0, width), Preprocessing(resize=resize), size)  # type: ignore[arg-type]
+    x0, y0, x1, y1 = geometry.content
+    model_map = np.zeros((size, size), dtype=np.float32)
+    model_map[y0:y1, x0:x1] = 1.0  # lesion exactly where the image is, bars empty
+    back = mask_to_input(model_map, geometry)
+    assert back.shape == (height, width) and back.min() > 0.999
+    if resize == "letterbox":  # the content keeps the image's proportions (to a pixel)
+        assert max(x1 - x0, y1 - y0) == size
+        assert abs((x1 - x0) * height - (y1 - y0) * width) <= max(height, width)
 
 
 def test_decision_rule_normal_iff_no_lesion_and_empty_mask() -> None:

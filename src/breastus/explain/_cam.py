@@ -448,6 +448,8 @@ def explain_images(
     decoded = [_as_grayscale(image)[0] for image in images]
     model, layer = class_model(predictor, layer)
     indices = resolve_targets(target, predictor.class_names, len(decoded))
+    if indices is None and getattr(predictor, "multitask", False):  # the label predict gives (lesion rule)
+        indices = [predictor.class_names.index(p.label) for p in predictor.predict(list(decoded))]
     if indices is None:  # the predicted class, with the predictor's own TTA and temperature
         indices = [int(i) for i in np.argmax(predictor.predict_proba(decoded), axis=1)]
     _cam_class(method)  # fail on a bad method before any work
