@@ -253,3 +253,50 @@ def test_multitask_on_real_busi(busi_small: UltrasoundDataset, tmp_path: Path) -
     assert len(history.records) == 2 and history.records[-1].val_dice is not None
     best = load_checkpoint(tmp_path / "busi" / "best.pt")
     assert best.lesion_threshold is not None and best.image_size == 64
+
+
+DDP_WORKER = """
+import hashlib, json, os, sys
+from breastus import TrainConfig, Trainer, UltrasoundDataset
+data_root, run_dir, out_dir = sys.argv[1:4]
+data = UltrasoundDataset.from_folder(data_root)
+config = TrainConfig(
+    model="unet/test_resnet", pretrained="none", image_size=32, epochs=1, batch_size=4, device="cpu",
+    progress=False, seed=3,
+)
+trainer = Trainer(config, run_dir)
+history = trainer.fit(data.subset(range(0, len(data), 2)), data.subset(range(1, len(data), 2)))
+digest = hashlib.sha256()
+for key, value in sorted(trainer.model.state_dict().items()):
+    digest.update(key.encode())
+    digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+with open(os.path.join(out_dir, f"rank{os.environ['RANK']}.json"), "w") as handle:
+    json.dump({"sha256": digest.hexdigest(), "val_dice": history.records[-1].val_dice}, handle)
+"""
+
+
+@pytest.mark.slow
+def test_multitask_under_two_process_ddp(lesion_folder: Path, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "worker.py"
+    script.write_text(DDP_WORKER, encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(
+        [*command, str(script), str(lesion_folder), str(tmp_path / "run"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["sha256"] == ranks[1]["sha256"]
+    assert ranks[0]["val_dice"] is not None and ranks[0]["val_dice"] == ranks[1]["val_dice"]
+    assert load_checkpoint(tmp_path / "run" / "best.pt").lesion_threshold is not None
