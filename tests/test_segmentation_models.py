@@ -132,6 +132,8 @@ def test_names() -> None:
         TrainConfig(model="unet/resnet18", image_size=100)
     assert TrainConfig(model="unet/resnet18", image_size=96).task == "segmentation+classification"
     assert TrainConfig().task == "classification"
+    with pytest.raises(ConfigError, match="cannot move lesion masks"):
+        TrainConfig(model="unet/resnet18", image_size=96, batch_augment=True)
 
 
 def test_split_outputs_rejects_other_shapes() -> None:
