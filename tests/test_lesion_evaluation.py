@@ -127,3 +127,12 @@ def test_cross_validate_multitask(lesion_data: Path, tmp_path: Path) -> None:
     )
     assert again.pooled.lesion_called_normal == result.pooled.lesion_called_normal
     assert again.pooled.accuracy == result.pooled.accuracy
+
+
+def test_confusion_plot_uses_the_given_decision(tmp_path: Path) -> None:
+    from breastus.evaluation import plot_confusion_matrix
+
+    names = ("benign", "malignant", "normal")
+    probabilities = np.eye(3)[[0, 1, 2]]
+    path = plot_confusion_matrix([0, 1, 2], probabilities, names, tmp_path / "cm.png", predicted=[2, 2, 2])
+    assert path.is_file() and path.stat().st_size > 1000

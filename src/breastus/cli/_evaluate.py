@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         history = (source if source.is_dir() else source.parent) / "history.jsonl"
         records = read_history(history) if history.is_file() else None
         written = write_evaluation_plots(
-            args.plots, result.labels, result.probabilities, predictor.class_names, records
+            args.plots, result.labels, result.probabilities, predictor.class_names, records, predicted=result.predicted
         )
         print(f"Plots: {', '.join(str(p) for p in written)}")
     return 0

@@ -644,7 +644,9 @@ def cross_validate(
     )
     _write_oof(out / OOF_FILE, relative, labels, probabilities, fold_of, group_names, names)
     if plots:
-        write_evaluation_plots(out / "plots", labels, probabilities, names, histories, title="out-of-fold")
+        write_evaluation_plots(
+            out / "plots", labels, probabilities, names, histories, title="out-of-fold", predicted=predicted
+        )
     report = {
         "n_folds": folds,
         "folds": fold_rows,
