@@ -15,9 +15,9 @@ default; ``onnxruntime``, ``torchscript``), timed round-robin, and prints each m
 figure as a ratio to the classifier measured in the same run. Weights are random
 (speed does not depend on them); the lesion threshold is set so the crop path runs.
 
-Reduced run (a few minutes on a shared 2-core machine)::
+Reduced run (a few minutes on a shared 2-core machine; one thread avoids oversubscription there)::
 
-    python benchmarks/lesion_inference.py --json benchmarks/results/lesion_inference.json
+    OMP_NUM_THREADS=1 python benchmarks/lesion_inference.py --json benchmarks/results/lesion_inference_1thread.json
     python benchmarks/lesion_inference.py --backends onnxruntime --encoders resnet18 --json /tmp/ort.json
 """
 
