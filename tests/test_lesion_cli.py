@@ -112,3 +112,12 @@ def test_explain_api_uses_the_encoder_for_a_multitask_model(unet_run: Path) -> N
     assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 3)
     heatmap = predictor.explain(np.full((40, 56), 90, dtype=np.uint8))
     assert heatmap.shape == (40, 56) and heatmap.min() >= 0.0 and heatmap.max() <= 1.0
+
+
+def test_export_cli_checks_both_outputs(unet_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "unet.onnx"
+    assert main(["export", str(unet_run), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "outputs 'mask_logits', 'class_logits'" in text
+    difference = float(text.split("= ")[-1])
+    assert out.is_file() and difference <= 1e-4
