@@ -42,6 +42,12 @@ class ClassificationMetrics:
         Per class, one-vs-rest: recall of the class and of its complement.
     confusion_matrix : list of list of int
         Rows: true class, columns: predicted class, in ``class_names`` order.
+    lesion_called_normal : float or None
+        Share of the lesion images (every class but ``"normal"``) predicted
+        ``"normal"`` (see :func:`~breastus.evaluation.called_normal_shares`);
+        ``None`` without a ``"normal"`` class or lesion image.
+    malignant_called_normal : float or None
+        Share of the malignant images predicted ``"normal"``.
 
     """
 
@@ -55,6 +61,8 @@ class ClassificationMetrics:
     sensitivity: dict[str, float | None]
     specificity: dict[str, float | None]
     confusion_matrix: list[list[int]]
+    lesion_called_normal: float | None = None
+    malignant_called_normal: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The metrics as JSON-ready plain values."""
@@ -75,12 +83,53 @@ class ClassificationMetrics:
             lines.append(
                 f"{name:<12}{fmt(self.auc[name]):>7}{fmt(self.sensitivity[name]):>7}{fmt(self.specificity[name]):>7}"
             )
+        if self.lesion_called_normal is not None:
+            lines.append(
+                f"called normal: lesion images {fmt(self.lesion_called_normal)}  "
+                f"malignant images {fmt(self.malignant_called_normal)}"
+            )
         lines.append("confusion (rows true, columns predicted): " + str(self.confusion_matrix))
         return "\n".join(lines)
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
     return None if denominator == 0 else numerator / denominator
+
+
+NORMAL = "normal"
+"""The class that means "no lesion"."""
+MALIGNANT = "malignant"
+
+
+def called_normal_shares(
+    labels: Sequence[int] | np.ndarray, predicted: Sequence[int] | np.ndarray, class_names: Sequence[str]
+) -> tuple[float | None, float | None]:
+    """Shares of lesion images and of malignant images that were predicted ``"normal"``.
+
+    A lesion filed as "normal" is the worst error a breast ultrasound classifier
+    can make; both shares are headline metrics of :func:`~breastus.evaluate` and
+    :func:`~breastus.cross_validate`.
+
+    Returns
+    -------
+    lesion_called_normal, malignant_called_normal : float or None
+        ``None`` when the class names lack ``"normal"`` (or ``"malignant"``), or the
+        labels hold no such image.
+
+    """
+    names = list(class_names)
+    if NORMAL not in names:
+        return None, None
+    y = np.asarray(labels, dtype=np.int64)
+    p = np.asarray(predicted, dtype=np.int64)
+    normal = names.index(NORMAL)
+    lesion = y != normal
+    lesion_share = float((p[lesion] == normal).mean()) if lesion.any() else None
+    malignant_share: float | None = None
+    if MALIGNANT in names:
+        malignant = y == names.index(MALIGNANT)
+        malignant_share = float((p[malignant] == normal).mean()) if malignant.any() else None
+    return lesion_share, malignant_share
 
 
 def check_probabilities(
@@ -151,6 +200,7 @@ def compute_metrics(
     labels: Sequence[int] | np.ndarray,
     probabilities: np.ndarray,
     class_names: Sequence[str],
+    predicted: Sequence[int] | np.ndarray | None = None,
 ) -> ClassificationMetrics:
     """Accuracy, macro-F1, one-vs-rest AUC, sensitivity, specificity, confusion matrix.
 
@@ -162,6 +212,11 @@ def compute_metrics(
         ``(n_samples, n_classes)`` predicted probabilities; rows sum to 1.
     class_names : sequence of str
         Names of the ``n_classes`` columns.
+    predicted : sequence of int, optional
+        The predicted class of each sample, when a decision rule other than the
+        argmax of ``probabilities`` made it (the lesion rule of a multi-task model);
+        accuracy, F1, confusion, sensitivity, specificity and the "called normal"
+        shares use it, the AUCs and log-loss use ``probabilities``.
 
     Returns
     -------
@@ -182,8 +237,15 @@ def compute_metrics(
             f"Got {int(y.min())}..{int(y.max())} instead."
         )
     # NumPy throughout (no scikit-learn input checks): the cross-validation bootstrap calls this thousands of times.
-    predicted = p.argmax(axis=1)
-    cm = np.bincount(y * k + predicted, minlength=k * k).reshape(k, k)
+    if predicted is None:
+        chosen = p.argmax(axis=1)
+    else:
+        chosen = np.asarray(predicted, dtype=np.int64)
+        if chosen.shape != y.shape:
+            raise DataError(f"predicted must hold one class per sample ({len(y)}). Got shape {chosen.shape}.")
+        if len(chosen) and (chosen.min() < 0 or chosen.max() >= k):
+            raise DataError(f"predicted must be class indices 0..{k - 1}. Got {int(chosen.min())}..{int(chosen.max())}.")
+    cm = np.bincount(y * k + chosen, minlength=k * k).reshape(k, k)
     total = int(cm.sum())
     tp = np.diag(cm)
     fn = cm.sum(axis=1) - tp
@@ -195,12 +257,13 @@ def compute_metrics(
     sensitivity = {name: _ratio(int(tp[i]), int(tp[i] + fn[i])) for i, name in enumerate(names)}
     specificity = {name: _ratio(int(tn[i]), int(tn[i] + fp[i])) for i, name in enumerate(names)}
     defined = [v for v in auc.values() if v is not None]
+    lesion_share, malignant_share = called_normal_shares(y, chosen, names)
     clipped = np.clip(p, 1e-12, 1.0)
     clipped = clipped / clipped.sum(axis=1, keepdims=True)
     return ClassificationMetrics(
         n=len(y),
         class_names=names,
-        accuracy=float((predicted == y).mean()),
+        accuracy=float((chosen == y).mean()),
         macro_f1=float(f1.mean()),
         macro_auc=float(np.mean(defined)) if defined else None,
         log_loss=float(-np.log(clipped[np.arange(len(y)), y]).mean()),
@@ -208,4 +271,6 @@ def compute_metrics(
         sensitivity=sensitivity,
         specificity=specificity,
         confusion_matrix=cm.astype(int).tolist(),
+        lesion_called_normal=lesion_share,
+        malignant_called_normal=malignant_share,
     )

@@ -156,6 +156,9 @@ def train_and_evaluate(
     predictor = Predictor.from_checkpoint(trainer.best_checkpoint_path, device=config.device)
     test = evaluate(predictor, dataset.subset(split.test))
     if trainer.distributed.is_main:
-        (run / TEST_METRICS_FILE).write_text(json.dumps(test.metrics.to_dict(), indent=2), encoding="utf-8")
+        metrics = test.metrics.to_dict()
+        if test.segmentation is not None:  # multi-task models: the lesion Dice / IoU
+            metrics["segmentation"] = test.segmentation.to_dict()
+        (run / TEST_METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         test.write_csv(run / TEST_PREDICTIONS_FILE)
     return RunResult(run, history, test, split, calibration)

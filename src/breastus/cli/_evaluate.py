@@ -41,14 +41,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="class of the one-vs-rest AUC and sensitivity at fixed specificity (default: malignant, if a class)",
     )
     parser.add_argument("--specificity", type=float, default=0.9, help="specificity at which sensitivity is reported")
+    parser.add_argument(
+        "--decision",
+        choices=["argmax", "lesion"],
+        default=None,
+        help="multi-task models: 'lesion' calls an image normal only when no lesion is found (the default when "
+        "the checkpoint has a calibrated lesion threshold); 'argmax' takes the most probable class",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the metrics."""
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, tta=args.tta)
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, tta=args.tta, decision=args.decision)
     dataset = UltrasoundDataset.from_path(args.data_dir, predictor.class_names, on_error=args.on_error)
     result = evaluate(predictor, dataset)
     print(result.metrics.summary())
+    segmentation = result.segmentation
+    if segmentation is not None:
+        print(
+            f"lesion masks ({segmentation.n} images, {segmentation.n_lesion} with a lesion): Dice "
+            f"{_fmt(segmentation.dice)} IoU {_fmt(segmentation.iou)} (per lesion image), pooled Dice "
+            f"{_fmt(segmentation.pooled_dice)} IoU {_fmt(segmentation.pooled_iou)}"
+        )
     positive = args.positive or ("malignant" if "malignant" in predictor.class_names else None)
     if positive is not None and positive not in predictor.class_names:
         raise ConfigError(f"--positive must be one of {list(predictor.class_names)}. Got {positive!r} instead.")
@@ -61,7 +75,12 @@ def run(args: argparse.Namespace) -> int:
     ece = expected_calibration_error(result.probabilities, result.labels)
     print(f"expected calibration error (15 bins): {ece:.3f} (temperature {predictor.temperature:.3f})")
     if args.json:
-        payload = {**result.metrics.to_dict(), "binary": binary and binary.to_dict(), "ece": ece}
+        payload = {
+            **result.metrics.to_dict(),
+            "binary": binary and binary.to_dict(),
+            "ece": ece,
+            "segmentation": segmentation and segmentation.to_dict(),
+        }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, indent=2)
@@ -72,7 +91,11 @@ def run(args: argparse.Namespace) -> int:
         history = (source if source.is_dir() else source.parent) / HISTORY_FILE
         records = read_history(history) if history.is_file() else None
         written = write_evaluation_plots(
-            args.plots, result.labels, result.probabilities, predictor.class_names, records
+            args.plots, result.labels, result.probabilities, predictor.class_names, records, predicted=result.predicted
         )
         print(f"Plots: {', '.join(str(p) for p in written)}")
     return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

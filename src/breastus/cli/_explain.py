@@ -16,7 +16,7 @@ from breastus._run_files import read_split
 from breastus.cli._predict import expand_paths
 from breastus.data._dataset import UltrasoundDataset
 from breastus.data._io import load_image
-from breastus.explain._cam import CAM_METHODS, find_target_layer
+from breastus.explain._cam import CAM_METHODS, class_model, find_target_layer
 from breastus.explain._localisation import DEFAULT_GAUSSIAN_SIGMA, evaluate_localisation
 from breastus.explain._overlay import save_overlay
 from breastus.prediction._predictor import ImageInput, Prediction, Predictor
@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be an int >= 1. Got {args.batch_size} instead.")
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, batch_size=args.batch_size)
-    layer_name, _ = find_target_layer(predictor.model, args.layer)
+    explained_model, explained_layer = class_model(predictor, args.layer)
+    layer_name, _ = find_target_layer(explained_model, explained_layer)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.masks:
@@ -134,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
                 target=explained,
                 width=args.width,
                 dpi=args.dpi,
+                predicted_mask=prediction.mask,
+                lesion_probability=prediction.lesion_probability,
             )
             print(f"{path}\t{prediction.label}\t{prediction.confidence:.3f}\t{png}", flush=True)
     return 0
@@ -224,6 +227,8 @@ def _run_masks(args: argparse.Namespace, predictor: Predictor, layer_name: str, 
                     mask=masks[i],
                     width=args.width,
                     dpi=args.dpi,
+                    predicted_mask=prediction.mask,
+                    lesion_probability=prediction.lesion_probability,
                 )
                 row["overlay"] = str(png)
             rows.append(row)

@@ -10,6 +10,7 @@ from breastus._errors import CheckpointError
 from breastus.export._api import export_model, load_exported
 from breastus.export._onnx import DEFAULT_OPSET
 from breastus.models._checkpoint import load_checkpoint
+from breastus.models._segmentation import split_outputs
 
 NAME = "export"
 HELP = "Export a trained checkpoint to ONNX or TorchScript (dynamic batch size, metadata inside)."
@@ -29,22 +30,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def max_probability_difference(checkpoint_path: str, exported_path: str, batch: int = 3, seed: int = 0) -> float:
-    """Largest |Δ probability| between the checkpoint (eager PyTorch) and the exported file on random inputs."""
+    """Largest |Δ probability| between the checkpoint (eager PyTorch) and the exported file on random inputs.
+
+    For a multi-task model both outputs count: the class probabilities and the
+    per-pixel lesion probabilities (sigmoid of the mask logits).
+    """
     checkpoint = load_checkpoint(checkpoint_path)
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, 3, checkpoint.image_size, checkpoint.image_size, generator=generator)
     exported, _ = load_exported(exported_path, torch.device("cpu"))
     with torch.inference_mode():
-        expected = torch.softmax(checkpoint.build_model()(images).double() / checkpoint.temperature, dim=1)
-        got = torch.softmax(exported(images).double() / checkpoint.temperature, dim=1)
-    return float((expected - got).abs().max())
+        expected_mask, expected_logits = split_outputs(checkpoint.build_model()(images))
+        got_mask, got_logits = split_outputs(exported(images))
+        expected = torch.softmax(expected_logits.double() / checkpoint.temperature, dim=1)
+        got = torch.softmax(got_logits.double() / checkpoint.temperature, dim=1)
+        difference = float((expected - got).abs().max())
+        if expected_mask is not None and got_mask is not None:
+            lesion = (torch.sigmoid(expected_mask.double()) - torch.sigmoid(got_mask.double())).abs().max()
+            difference = max(difference, float(lesion))
+    return difference
 
 
 def run(args: argparse.Namespace) -> int:
     """Export, then (unless ``--no-check``) compare the file's output with eager PyTorch."""
     out = export_model(args.checkpoint, args.out, format=args.format, opset=args.opset)
     size_mb = out.stat().st_size / 1e6
-    print(f"Wrote {out} ({args.format}, {size_mb:.1f} MB; input 'image' (N, 3, S, S), output 'logits').")
+    outputs = (
+        "outputs 'mask_logits', 'class_logits'"
+        if load_checkpoint(args.checkpoint).model_info.is_multitask
+        else "output 'logits'"
+    )
+    print(f"Wrote {out} ({args.format}, {size_mb:.1f} MB; input 'image' (N, 3, S, S), {outputs}).")
     if args.no_check:
         return 0
     difference = max_probability_difference(args.checkpoint, str(out))

@@ -34,7 +34,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options that make a :class:`TrainConfig` (shared by ``train`` and ``cv``)."""
     defaults = TrainConfig()
     parser.add_argument(
-        "--model", default=defaults.model, help="model name, e.g. resnet18, timm/resnet50, tf_efficientnet_lite0"
+        "--model",
+        default=defaults.model,
+        help="model name, e.g. resnet18, timm/resnet50, tf_efficientnet_lite0; unet/<encoder> (unet/resnet18, "
+        "unet/tf_efficientnet_lite0) trains a lesion-segmenting multi-task model on the masks",
     )
     parser.add_argument(
         "--pretrained",
@@ -110,6 +113,18 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.augmentation,
         help="training augmentation; scanner adds gain, gamma, speckle, blur, resolution and depth changes",
     )
+    parser.add_argument(
+        "--seg-loss-weight",
+        type=float,
+        default=defaults.seg_loss_weight,
+        help="unet/<encoder> models: weight of the mask loss (Dice + BCE) beside the cross-entropy",
+    )
+    parser.add_argument(
+        "--lesion-normal-recall",
+        type=float,
+        default=defaults.lesion_min_normal_recall,
+        help="unet/<encoder> models: share of validation normals the calibrated lesion threshold keeps normal",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -144,6 +159,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             intensity=getattr(args, "intensity", "none"),
         ),
         augmentation=getattr(args, "augmentation", "default"),
+        seg_loss_weight=getattr(args, "seg_loss_weight", TrainConfig().seg_loss_weight),
+        lesion_min_normal_recall=getattr(args, "lesion_normal_recall", TrainConfig().lesion_min_normal_recall),
     )
 
 
@@ -161,7 +178,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"Checkpoints and history: {result.run_dir}")
     print(f"Test metrics (best checkpoint, {len(result.split.test)} held-out images, duplicates kept together):")
     print(result.test.metrics.summary())
+    segmentation = result.test.segmentation
+    if segmentation is not None:
+        print(
+            f"lesion masks: Dice {segmentation.dice:.3f} IoU {segmentation.iou:.3f} per lesion image "
+            f"({segmentation.n_lesion} images)"
+            if segmentation.dice is not None and segmentation.iou is not None
+            else "lesion masks: no test image with a lesion mask"
+        )
     if args.json:
+        payload = result.test.metrics.to_dict()
+        if segmentation is not None:
+            payload["segmentation"] = segmentation.to_dict()
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(result.test.metrics.to_dict(), handle, indent=2)
+            json.dump(payload, handle, indent=2)
     return 0

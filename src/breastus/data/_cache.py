@@ -6,9 +6,11 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
@@ -17,7 +19,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from breastus._errors import ConfigError, DataError
 from breastus._files import atomic_write
-from breastus.data._io import load_image
+from breastus.data._io import load_image, load_mask
 from breastus.transforms._preprocess import Preprocessing
 
 logger = logging.getLogger(__name__)
@@ -98,6 +100,7 @@ class ImageCache:
         self.decoded = 0
         self.disk_hits = 0
         self._entries: dict[tuple[str, int, int, int], torch.Tensor] = {}
+        self._masks: dict[tuple[tuple[str, int, int, int], tuple[str, ...]], tuple[torch.Tensor, torch.Tensor]] = {}
         self._key_of_path: dict[str, tuple[str, int, int, int]] = {}
         self._lock = threading.Lock()
 
@@ -151,6 +154,38 @@ class ImageCache:
             self._entries[key] = resized
             self._key_of_path[key[0]] = key
         return resized
+
+    def get_with_mask(self, path: str | Path, mask_paths: Sequence[str | Path]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image at ``path`` and its merged lesion mask, both ``(1, size, size)`` ``uint8``.
+
+        The mask (0 and 1; all 0 when ``mask_paths`` is empty) gets the same
+        preprocessing crop and resize as the image (nearest-neighbour). Masks are
+        kept in memory only, keyed by the image's entry and the mask paths; the
+        image comes from :meth:`get` (and the disk store). When a mask is first
+        asked for, the image is decoded once more to cut the same crop.
+
+        Raises
+        ------
+        DataError
+            If the image or a mask cannot be read, or a mask does not fit the image.
+
+        """
+        path = Path(path)
+        image = self.get(path)
+        key = (self._key_of_path[str(path)], tuple(str(p) for p in mask_paths))
+        cached = self._masks.get(key)
+        if cached is not None and cached[0] is image:
+            return cached
+        full = TF.pil_to_tensor(load_image(path))
+        merged = (
+            load_mask(list(mask_paths), (full.shape[-1], full.shape[-2]))
+            if mask_paths
+            else np.zeros(full.shape[-2:], dtype=bool)
+        )
+        _, mask = self.preprocessing.apply_with_mask(full, torch.from_numpy(merged.astype(np.uint8))[None], self.size)
+        with self._lock:
+            self._masks[key] = (image, mask)
+        return image, mask
 
     def _load(self, path: Path) -> torch.Tensor:
         if self.directory is None:

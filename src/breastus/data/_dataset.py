@@ -8,11 +8,12 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image
+from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
 from breastus._errors import DataError
@@ -25,6 +26,12 @@ DEFAULT_CLASS_NAMES: tuple[str, ...] = ("benign", "malignant", "normal")
 """Class order used when none is given: BUSI's folder names, sorted."""
 
 OnError = Literal["raise", "skip"]
+
+NORMAL_CLASS = "normal"
+"""The class whose images show no lesion: without a mask file they get an empty mask."""
+
+MASK_UNKNOWN = 255
+"""Value filling the whole mask of a lesion image that has no mask file (excluded from mask losses)."""
 
 _MASK_STEM = re.compile(r"^(?P<image>.+)_mask(?:_\d+)?$")
 _NUMBER = re.compile(r"(\d+)")
@@ -281,6 +288,17 @@ class UltrasoundDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         What to do with an image that cannot be read. ``"skip"`` checks every file
         once at construction, logs each unreadable one and drops it; the count is in
         :attr:`skipped`.
+    with_masks : bool, default=False
+        Items become ``(image, label, mask)``: ``mask`` is the merged lesion mask
+        (:meth:`mask_tensor`), a ``uint8`` :class:`torchvision.tv_tensors.Mask` of
+        shape ``(1, H, W)`` holding 0 (background) and 1 (lesion). A ``"normal"``
+        image without a mask file gets an empty mask; a lesion image without one
+        gets a mask full of :data:`MASK_UNKNOWN` (255), which the
+        :class:`~breastus.Trainer` leaves out of the mask loss and the Dice score
+        (it still trains the classification head). The transform is then called as
+        ``transform(image, mask)`` and must return both, so a torchvision v2
+        transform moves the mask with the image (:func:`~breastus.train_transform`
+        does).
 
     Examples
     --------
@@ -297,6 +315,7 @@ class UltrasoundDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         transform: Transform | None = None,
         on_error: OnError = "raise",
         cache: ImageCache | None = None,
+        with_masks: bool = False,
     ) -> None:
         if on_error not in ("raise", "skip"):
             raise DataError(f"on_error must be 'raise' or 'skip'. Got {on_error!r} instead.")
@@ -324,6 +343,7 @@ class UltrasoundDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         self.transform = transform
         self.on_error: OnError = on_error
         self.cache = cache
+        self.with_masks = bool(with_masks)
 
     @classmethod
     def from_folder(
@@ -370,6 +390,8 @@ class UltrasoundDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         sample = self.samples[index]
+        if self.with_masks:
+            return self._masked_item(index)  # type: ignore[return-value]
         if self.cache is not None:
             image = self.cache.get(sample.path)
         else:
@@ -377,6 +399,50 @@ class UltrasoundDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         if self.transform is not None:
             image = self.transform(image)
         return image, sample.label
+
+    def _masked_item(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+        sample = self.samples[index]
+        known = self.has_mask(index)
+        if self.cache is not None:
+            image, mask = self.cache.get_with_mask(sample.path, sample.mask_paths)
+        else:
+            image = TF.pil_to_tensor(load_image(sample.path))
+            mask = tv_tensors.Mask(self._mask_array(index, (image.shape[-1], image.shape[-2])))
+        if self.transform is not None:
+            joint: Any = self.transform
+            image, mask = joint(image, tv_tensors.Mask(mask))
+        mask = mask.as_subclass(torch.Tensor)
+        if not known:
+            mask = torch.full_like(mask, MASK_UNKNOWN)
+        return image, sample.label, mask
+
+    def _mask_array(self, index: int, size: tuple[int, int]) -> torch.Tensor:
+        paths = self.samples[index].mask_paths
+        merged = load_mask(paths, size) if paths else np.zeros((size[1], size[0]), dtype=bool)
+        return torch.from_numpy(merged.astype(np.uint8))[None]
+
+    def has_mask(self, index: int) -> bool:
+        """Whether sample ``index`` has a known lesion mask (a mask file, or a ``"normal"`` image)."""
+        sample = self.samples[index]
+        return bool(sample.mask_paths) or self.class_names[sample.label] == NORMAL_CLASS
+
+    def mask_tensor(self, index: int) -> torch.Tensor:
+        """The merged lesion mask of sample ``index`` as a ``uint8`` ``(1, H, W)`` tensor of 0 and 1.
+
+        A ``"normal"`` image without a mask file gives zeros; a lesion image without
+        one gives :data:`MASK_UNKNOWN` everywhere.
+        """
+        width, height = load_image(self.samples[index].path).size
+        mask = self._mask_array(index, (width, height))
+        return mask if self.has_mask(index) else torch.full_like(mask, MASK_UNKNOWN)
+
+    def masked(self, with_masks: bool = True) -> UltrasoundDataset:
+        """The same samples, yielding ``(image, label, mask)`` items (see ``with_masks``)."""
+        return UltrasoundDataset(self.samples, self.class_names, self.transform, cache=self.cache, with_masks=with_masks)
+
+    def missing_masks(self) -> list[int]:
+        """Indices of the lesion images that have no mask file (see ``with_masks``)."""
+        return [i for i in range(len(self)) if not self.has_mask(i)]
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{name}={n}" for name, n in zip(self.class_names, self.class_counts(), strict=True))
@@ -420,19 +486,19 @@ class UltrasoundDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
     def subset(self, indices: Sequence[int] | np.ndarray) -> UltrasoundDataset:
         """A dataset of the samples at ``indices``, sharing class names and transform."""
         chosen = [self.samples[int(i)] for i in indices]
-        return UltrasoundDataset(chosen, self.class_names, self.transform, cache=self.cache)
+        return UltrasoundDataset(chosen, self.class_names, self.transform, cache=self.cache, with_masks=self.with_masks)
 
     def with_transform(self, transform: Transform | None) -> UltrasoundDataset:
         """The same samples with another transform."""
-        return UltrasoundDataset(self.samples, self.class_names, transform, cache=self.cache)
+        return UltrasoundDataset(self.samples, self.class_names, transform, cache=self.cache, with_masks=self.with_masks)
 
     def with_cache(self, cache: ImageCache | None) -> UltrasoundDataset:
         """The same samples served through ``cache`` (``None``: decode every time)."""
-        return UltrasoundDataset(self.samples, self.class_names, self.transform, cache=cache)
+        return UltrasoundDataset(self.samples, self.class_names, self.transform, cache=cache, with_masks=self.with_masks)
 
     def with_groups(self, groups: Sequence[str | None]) -> UltrasoundDataset:
         """The same samples with ``groups`` (one per sample) as their groups."""
         if len(groups) != len(self.samples):
             raise DataError(f"groups must have one entry per sample ({len(self.samples)}). Got {len(groups)} instead.")
         samples = [Sample(s.path, s.label, s.mask_paths, g) for s, g in zip(self.samples, groups, strict=True)]
-        return UltrasoundDataset(samples, self.class_names, self.transform, cache=self.cache)
+        return UltrasoundDataset(samples, self.class_names, self.transform, cache=self.cache, with_masks=self.with_masks)

@@ -24,6 +24,9 @@ from breastus.evaluation._plots import plot_reliability_diagram as plot_reliabil
 from breastus.evaluation._plots import plot_roc_curves as plot_roc_curves
 from breastus.evaluation._plots import plot_training_curves as plot_training_curves
 from breastus.evaluation._plots import write_evaluation_plots as write_evaluation_plots
+from breastus._segmentation_metrics import SegmentationMetrics as SegmentationMetrics
+from breastus._segmentation_metrics import called_normal_shares as called_normal_shares
+from breastus._segmentation_metrics import compute_segmentation_metrics as compute_segmentation_metrics
 
 __all__ = [
     "BinaryMetrics",
@@ -32,12 +35,15 @@ __all__ = [
     "ClassificationMetrics",
     "EvaluationResult",
     "ReliabilityBins",
+    "SegmentationMetrics",
     "bootstrap_ci",
     "calibrate_checkpoint",
+    "called_normal_shares",
     "check_groups_within_folds",
     "checkpoint_logits",
     "compute_binary_metrics",
     "compute_metrics",
+    "compute_segmentation_metrics",
     "cross_validate",
     "evaluate",
     "expected_calibration_error",

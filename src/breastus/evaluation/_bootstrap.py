@@ -22,7 +22,9 @@ def headline(
     """The figures that cross-validation summarises: a flat dict with per-class sub-dicts.
 
     Keys: ``accuracy``, ``macro_f1``, ``macro_auc``, ``log_loss``, ``ece`` (15
-    bins), ``auc``, ``sensitivity`` and ``specificity`` (dicts per class) and,
+    bins), ``auc``, ``sensitivity`` and ``specificity`` (dicts per class),
+    ``lesion_called_normal`` and ``malignant_called_normal`` (shares of the lesion
+    and malignant images predicted normal; ``None`` without a normal class) and,
     when ``positive`` is a class, ``binary`` (``auc``,
     ``sensitivity_at_specificity`` at 90 % specificity, ``two_class_accuracy``).
     """
@@ -35,6 +37,8 @@ def headline(
         "auc": dict(metrics.auc),
         "sensitivity": dict(metrics.sensitivity),
         "specificity": dict(metrics.specificity),
+        "lesion_called_normal": metrics.lesion_called_normal,
+        "malignant_called_normal": metrics.malignant_called_normal,
     }
     if positive in metrics.class_names:
         binary = compute_binary_metrics(labels, probabilities, metrics.class_names, positive=positive)

@@ -28,6 +28,7 @@ from breastus._metrics import check_probabilities
 from breastus._run_files import BEST_CHECKPOINT
 from breastus.data._dataset import UltrasoundDataset
 from breastus.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from breastus.models._segmentation import split_outputs
 from breastus.prediction._predictor import Predictor
 
 DEFAULT_BINS = 15
@@ -273,11 +274,12 @@ def checkpoint_logits(
 
 
 def _logits(predictor: Predictor, dataset: UltrasoundDataset, batch_size: int = 32) -> np.ndarray:
-    data = dataset.with_cache(None).with_transform(predictor.transform)
+    data = dataset.masked(False).with_cache(None).with_transform(predictor.transform)
     outputs = []
     with torch.inference_mode():
         for images, _ in DataLoader(data, batch_size=batch_size):
-            outputs.append(predictor.model(images.to(predictor.device)).double().cpu())
+            _, logits = split_outputs(predictor.model(images.to(predictor.device)))  # class logits of any model
+            outputs.append(logits.double().cpu())
     return torch.cat(outputs).numpy()
 
 

@@ -124,6 +124,13 @@ class CVResult:
         lines.append(f"  accuracy  {pooled.accuracy:.3f}{interval('accuracy')}")
         lines.append(f"  macro-F1  {pooled.macro_f1:.3f}{interval('macro_f1')}")
         lines.append(f"  macro-AUC {fmt(pooled.macro_auc)}{interval('macro_auc')}")
+        if pooled.lesion_called_normal is not None:
+            lines.append(
+                f"  called normal: lesion images {fmt(pooled.lesion_called_normal)}, "
+                f"malignant images {fmt(pooled.malignant_called_normal)}"
+            )
+        if self.mean.get("dice") is not None:
+            lines.append(f"  lesion Dice (mean over folds) {fmt(self.mean['dice'])}, IoU {fmt(self.mean.get('iou'))}")
         if self.pooled_binary is not None:
             lines.append("  " + self.pooled_binary.summary().replace("\n", "\n  "))
         return "\n".join(lines)
@@ -175,8 +182,12 @@ def _run_fold(
     config: TrainConfig,
     calibrate: bool,
     tta: bool,
-) -> tuple[dict[str, Any], np.ndarray]:
-    """Train fold ``k`` in ``fold_dir`` on the other folds, predict its test fold; the summary row and probabilities."""
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Train fold ``k`` in ``fold_dir`` on the other folds, predict its test fold.
+
+    Returns the summary row, the probabilities and the predicted classes (the
+    lesion rule of a multi-task model, else the argmax).
+    """
     train_all, test = plan.splits[k - 1]
     labels, group_names = plan.labels, plan.groups
     inner_groups = [group_names[int(i)] for i in train_all]
@@ -205,7 +216,10 @@ def _run_fold(
     predictor = Predictor.from_checkpoint(trainer.best_checkpoint_path, device=config.device, tta=tta)
     result = evaluate(predictor, dataset.subset(test))
     fold_probabilities = result.probabilities
-    (fold_dir / TEST_METRICS_FILE).write_text(json.dumps(result.metrics.to_dict(), indent=2), "utf-8")
+    fold_predicted = fold_probabilities.argmax(axis=1) if result.predicted is None else result.predicted
+    segmentation = result.segmentation
+    metrics = {**result.metrics.to_dict(), "segmentation": segmentation and segmentation.to_dict()}
+    (fold_dir / TEST_METRICS_FILE).write_text(json.dumps(metrics, indent=2), "utf-8")
     row = {
         "fold": k,
         "n_train": len(train),
@@ -216,9 +230,16 @@ def _run_fold(
         **headline(result.metrics, fold_probabilities, result.labels),
         "ece_uncalibrated": None if calibration is None or calibration.test is None else calibration.test["ece_before"],
     }
-    payload = {"row": row, "paths": [plan.relative[int(i)] for i in test], "probabilities": fold_probabilities.tolist()}
+    if segmentation is not None:
+        row.update(dice=segmentation.dice, iou=segmentation.iou, pooled_dice=segmentation.pooled_dice)
+    payload = {
+        "row": row,
+        "paths": [plan.relative[int(i)] for i in test],
+        "probabilities": fold_probabilities.tolist(),
+        "predicted": [int(v) for v in fold_predicted],
+    }
     (fold_dir / FOLD_FILE).write_text(json.dumps(payload), encoding="utf-8")
-    return row, fold_probabilities
+    return row, fold_probabilities, fold_predicted
 
 
 def _report(
@@ -353,6 +374,7 @@ def cross_validate(
     plan = _plan_folds(dataset, groups, folds, config, root)
     names = tuple(config.class_names)
     probabilities = np.full((len(dataset), len(names)), np.nan)
+    predicted = np.full(len(dataset), -1, dtype=np.int64)
     fold_rows: list[dict[str, Any]] = []
     histories: dict[str, list[EpochRecord]] = {}
     for k, (_, test) in enumerate(plan.splits, start=1):
@@ -360,7 +382,9 @@ def cross_validate(
         saved = _load_fold(fold_dir, plan.relative, test) if resume else None
         if saved is not None:
             logger.info("fold %d/%d: reusing %s", k, folds, fold_dir / FOLD_FILE)
-        row, probabilities[test] = saved or _run_fold(k, plan, dataset, fold_dir, config, calibrate, tta)
+        row, probabilities[test], predicted[test] = saved or _run_fold(
+            k, plan, dataset, fold_dir, config, calibrate, tta
+        )
         fold_rows.append(row)
         if (fold_dir / HISTORY_FILE).is_file():
             histories[f"fold {k}"] = read_history(fold_dir / HISTORY_FILE)
@@ -374,7 +398,8 @@ def cross_validate(
         folds=fold_rows,
         mean=mean,
         std=std,
-        pooled=compute_metrics(labels, probabilities, names),
+        # the folds' own decisions (the lesion rule of a multi-task model, else the argmax)
+        pooled=compute_metrics(labels, probabilities, names, predicted=predicted),
         pooled_binary=compute_binary_metrics(labels, probabilities, names) if "malignant" in names else None,
         ci95=bootstrap_ci(labels, probabilities, names, plan.groups, bootstrap, config.seed) if bootstrap else {},
         labels=labels,
@@ -386,14 +411,18 @@ def cross_validate(
     )
     _write_oof(out / OOF_FILE, plan.relative, labels, probabilities, plan.fold_of, plan.groups, names)
     if plots:
-        write_evaluation_plots(out / "plots", labels, probabilities, names, histories, title="out-of-fold")
+        write_evaluation_plots(
+            out / "plots", labels, probabilities, names, histories, title="out-of-fold", predicted=predicted
+        )
     report = _report(result, plan, config, root, {"bootstrap": bootstrap, "calibrate": calibrate, "tta": tta})
     report["seconds"] = time.perf_counter() - started
     (out / CV_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
     return result
 
 
-def _load_fold(fold_dir: Path, relative: list[str], test: np.ndarray) -> tuple[dict[str, Any], np.ndarray] | None:
+def _load_fold(
+    fold_dir: Path, relative: list[str], test: np.ndarray
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray] | None:
     file = fold_dir / FOLD_FILE
     if not file.is_file():
         return None
@@ -401,7 +430,10 @@ def _load_fold(fold_dir: Path, relative: list[str], test: np.ndarray) -> tuple[d
     if saved.get("paths") != [relative[int(i)] for i in test]:
         logger.warning("Not reusing %s: it holds other test images; the fold is trained again.", file)
         return None
-    return dict(saved["row"]), np.asarray(saved["probabilities"], dtype=np.float64)
+    probabilities = np.asarray(saved["probabilities"], dtype=np.float64)
+    # fold files written before the decision was stored: the argmax
+    predicted = np.asarray(saved.get("predicted", probabilities.argmax(axis=1)), dtype=np.int64)
+    return dict(saved["row"]), probabilities, predicted
 
 
 def _write_oof(

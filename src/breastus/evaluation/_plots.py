@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 from breastus.evaluation._calibration import DEFAULT_BINS, reliability_bins
+from breastus._segmentation_metrics import called_normal_shares
 from breastus.training._history import EpochRecord
 
 if TYPE_CHECKING:
@@ -46,8 +47,12 @@ def plot_confusion_matrix(
     class_names: Sequence[str],
     path: str | Path,
     title: str = "Confusion matrix",
+    predicted: Sequence[int] | np.ndarray | None = None,
 ) -> Path:
     """Counts and row percentages of true (rows) against predicted (columns) classes.
+
+    With a ``"normal"`` class the title also gives the shares of lesion and of
+    malignant images called normal.
 
     Parameters
     ----------
@@ -59,6 +64,9 @@ def plot_confusion_matrix(
     path : str or pathlib.Path
         PNG file to write.
     title : str, default="Confusion matrix"
+    predicted : sequence of int, optional
+        The predicted class of each image when another decision rule than the
+        arg-max made it (a multi-task model's lesion rule).
 
     Returns
     -------
@@ -67,7 +75,9 @@ def plot_confusion_matrix(
     """
     names = list(class_names)
     y = np.asarray(labels, dtype=np.int64)
-    matrix = confusion_matrix(y, np.asarray(probabilities).argmax(axis=1), labels=list(range(len(names))))
+    chosen = np.asarray(probabilities).argmax(axis=1) if predicted is None else np.asarray(predicted, dtype=np.int64)
+    matrix = confusion_matrix(y, chosen, labels=list(range(len(names))))
+    lesion_share, malignant_share = called_normal_shares(y, chosen, names)
     rows = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=np.float64), where=rows > 0)
     size = 1.2 + 1.1 * len(names)
@@ -88,7 +98,12 @@ def plot_confusion_matrix(
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"{title} (n={len(y)})")
+    caption = f"{title} (n={len(y)})"
+    if lesion_share is not None:
+        caption += f"\ncalled normal: lesions {lesion_share:.0%}" + (
+            "" if malignant_share is None else f", malignant {malignant_share:.0%}"
+        )
+    ax.set_title(caption)
     figure.colorbar(image, ax=ax, label="fraction of true class")
     figure.tight_layout()
     return _save(figure, path)
@@ -240,6 +255,7 @@ def write_evaluation_plots(
     class_names: Sequence[str],
     histories: Sequence[EpochRecord] | Mapping[str, Sequence[EpochRecord]] | None = None,
     title: str = "",
+    predicted: Sequence[int] | np.ndarray | None = None,
 ) -> list[Path]:
     """Write every evaluation plot into ``out_dir``.
 
@@ -257,6 +273,8 @@ def write_evaluation_plots(
         See :func:`plot_training_curves`.
     title : str, default=""
         Prefix of every title (e.g. the data set name).
+    predicted : sequence of int, optional
+        The predictions' classes when not the arg-max (see :func:`plot_confusion_matrix`).
 
     Returns
     -------
@@ -267,7 +285,9 @@ def write_evaluation_plots(
     out = Path(out_dir)
     prefix = f"{title}: " if title else ""
     written = [
-        plot_confusion_matrix(labels, probabilities, class_names, out / "confusion_matrix.png", f"{prefix}confusion"),
+        plot_confusion_matrix(
+            labels, probabilities, class_names, out / "confusion_matrix.png", f"{prefix}confusion", predicted
+        ),
         plot_roc_curves(labels, probabilities, class_names, out / "roc.png", f"{prefix}one-vs-rest ROC"),
         plot_reliability_diagram(labels, probabilities, out / "reliability.png", title=f"{prefix}reliability"),
     ]

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from breastus._errors import ConfigError, DataError
 from breastus.data._inputs import ImageInput, as_grayscale
+from breastus.models._segmentation import split_outputs
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -384,6 +385,8 @@ class ExplainablePredictor(Protocol):
 
     def predict_proba(self, images: Sequence[ImageInput]) -> np.ndarray: ...
 
+    def predict(self, images: list[ImageInput]) -> list[Any]: ...
+
 
 def _input_geometry(
     predictor: ExplainablePredictor, gray: Image.Image
@@ -404,13 +407,11 @@ def _input_geometry(
         from breastus.transforms._preprocess import field_of_view_box
 
         box = field_of_view_box(np.asarray(gray))
-    if preprocessing.resize == "stretch":
-        return box, (0, size, 0, size)
-    # Letterbox: send an all-white image of the cropped size through the same resize; the bars stay black.
-    white = torch.full((1, box[1] - box[0], box[3] - box[2]), 255, dtype=torch.uint8)
-    content = preprocessing.resize_transform(size)(white)[0] > 0
-    rows, cols = np.flatnonzero(content.any(dim=1).numpy()), np.flatnonzero(content.any(dim=0).numpy())
-    return box, (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+    from breastus.transforms._geometry import input_geometry
+
+    # the same geometry the multi-task Predictor uses to bring lesion masks back
+    x0, y0, x1, y1 = input_geometry(gray.height, gray.width, box, preprocessing, size).content
+    return box, (y0, y1, x0, x1)
 
 
 def _to_image(heatmap: np.ndarray, gray: Image.Image, geometry: tuple[tuple[int, ...], tuple[int, ...]]) -> np.ndarray:
@@ -422,6 +423,45 @@ def _to_image(heatmap: np.ndarray, gray: Image.Image, geometry: tuple[tuple[int,
     full = np.zeros((gray.height, gray.width), dtype=np.float32)
     full[top:bottom, left:right] = inside
     return full
+
+
+class ClassLogits(nn.Module):
+    """A model that returns only the class logits of a multi-task model (for class-activation maps).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A multi-task model returning ``(mask_logits, class_logits)`` or a classifier.
+
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return split_outputs(self.model(images))[1]
+
+
+def class_model(predictor: ExplainablePredictor, layer: Layer) -> tuple[nn.Module, Layer]:
+    """The model whose class logits are explained, and the layer (multi-task models: the encoder's last stage).
+
+    A multi-task model returns ``(mask_logits, class_logits)``; its class head sits
+    on the encoder's deepest features, so the automatic layer is the last
+    spatial layer of ``model.encoder`` (``encoder.layer4`` of a ResNet encoder) and
+    a named layer is looked up in the multi-task model itself.
+    """
+    if not getattr(predictor, "multitask", False):
+        return predictor.model, layer
+    inner = predictor.model
+    if layer is None:
+        encoder = getattr(inner, "encoder", None)
+        if isinstance(encoder, nn.Module):
+            example = torch.zeros(1, 3, predictor.image_size, predictor.image_size, device=predictor.device)
+            _, layer = find_target_layer(encoder, None, example)
+    elif isinstance(layer, str):
+        layer = _resolve_named_layer(inner, layer)
+    return ClassLogits(inner), layer
 
 
 def explain_images(
@@ -441,7 +481,10 @@ def explain_images(
     from torchvision.transforms.v2 import functional as TF
 
     decoded = [as_grayscale(image)[0] for image in images]
+    model, layer = class_model(predictor, layer)
     indices = resolve_targets(target, predictor.class_names, len(decoded))
+    if indices is None and getattr(predictor, "multitask", False):  # the label predict gives (lesion rule)
+        indices = [predictor.class_names.index(p.label) for p in predictor.predict(list(decoded))]
     if indices is None:  # the predicted class, with the predictor's own TTA and temperature
         indices = [int(i) for i in np.argmax(predictor.predict_proba(decoded), axis=1)]
     _cam_class(method)  # fail on a bad method before any work
@@ -450,6 +493,6 @@ def explain_images(
     for start in range(0, len(decoded), step):
         chunk = decoded[start : start + step]
         batch = torch.stack([predictor.transform(TF.pil_to_tensor(gray)) for gray in chunk]).to(predictor.device)
-        maps = class_activation_maps(predictor.model, batch, indices[start : start + step], method, layer)
+        maps = class_activation_maps(model, batch, indices[start : start + step], method, layer)
         heatmaps += [_to_image(m, gray, _input_geometry(predictor, gray)) for m, gray in zip(maps, chunk, strict=True)]
     return heatmaps

@@ -47,6 +47,8 @@ def overlay_figure(
     alpha: float = 0.45,
     cmap: str = "jet",
     width: float = 4.0,
+    predicted_mask: np.ndarray | None = None,
+    lesion_probability: float | None = None,
 ) -> Figure:
     """Draw ``heatmap`` over the grayscale ``image`` with a colour bar and the prediction.
 
@@ -74,6 +76,12 @@ def overlay_figure(
         Matplotlib colour map of the heatmap.
     width : float, default=4.0
         Figure width in inches (the height follows the image's aspect ratio).
+    predicted_mask : numpy.ndarray, optional
+        ``(H, W)`` lesion mask predicted by a multi-task model
+        (:attr:`Prediction.mask <breastus.Prediction.mask>`), drawn as a lime
+        outline (the true ``mask`` stays white).
+    lesion_probability : float, optional
+        :attr:`Prediction.lesion_probability <breastus.Prediction.lesion_probability>`, added to the title.
 
     Returns
     -------
@@ -91,7 +99,7 @@ def overlay_figure(
 
     gray = np.asarray(as_grayscale(image)[0])
     heat = np.asarray(heatmap, dtype=np.float32)
-    for what, array in (("heatmap", heat), ("mask", mask)):
+    for what, array in (("heatmap", heat), ("mask", mask), ("predicted mask", predicted_mask)):
         if array is not None and np.shape(array) != gray.shape:
             raise DataError(
                 f"The {what} has shape {np.shape(array)} but the image is {gray.shape} (height, width); "
@@ -99,12 +107,17 @@ def overlay_figure(
             )
     height, width_px = gray.shape
     text = _title(label, probability, target, truth, title)
+    if lesion_probability is not None and title is None:
+        found = predicted_mask is not None and bool(np.any(predicted_mask))
+        text += f"\nlesion p={lesion_probability:.2f}" + (" (outlined)" if found else ", none outlined")
     figure = Figure(figsize=(width, width * 0.85 * height / width_px + 0.25 * (1 + text.count("\n"))))
     axes = figure.add_subplot()
     axes.imshow(gray, cmap="gray", vmin=0, vmax=255, interpolation="bilinear")
     shown = axes.imshow(heat, cmap=cmap, vmin=0.0, vmax=1.0, alpha=alpha, interpolation="bilinear")
     if mask is not None and np.any(mask):
         axes.contour(np.asarray(mask, dtype=np.float32), levels=[0.5], colors="white", linewidths=1.0)
+    if predicted_mask is not None and np.any(predicted_mask):
+        axes.contour(np.asarray(predicted_mask, dtype=np.float32), levels=[0.5], colors="lime", linewidths=1.2)
     axes.set_axis_off()
     if text:
         axes.set_title(text, fontsize=9)
@@ -129,6 +142,8 @@ def save_overlay(
     cmap: str = "jet",
     width: float = 4.0,
     dpi: int = 100,
+    predicted_mask: np.ndarray | None = None,
+    lesion_probability: float | None = None,
 ) -> Path:
     """Write the overlay of :func:`overlay_figure` to a PNG file.
 
@@ -138,6 +153,8 @@ def save_overlay(
         The PNG to write (parent folders are created).
     image, heatmap, label, probability, target, truth, mask, title, alpha, cmap, width
         As in :func:`overlay_figure`.
+    predicted_mask, lesion_probability
+        As in :func:`overlay_figure`: the outline of the lesion a multi-task model predicted.
     dpi : int, default=100
         Pixels per inch: ``width=4, dpi=100`` gives a 400-pixel-wide PNG.
 
@@ -158,6 +175,20 @@ def save_overlay(
     """
     target_path = Path(path)
     target_path.parent.mkdir(parents=True, exist_ok=True)
-    figure = overlay_figure(image, heatmap, label, probability, target, truth, mask, title, alpha, cmap, width)
+    figure = overlay_figure(
+        image,
+        heatmap,
+        label,
+        probability,
+        target,
+        truth,
+        mask,
+        title,
+        alpha,
+        cmap,
+        width,
+        predicted_mask,
+        lesion_probability,
+    )
     figure.savefig(target_path, dpi=dpi, format="png")
     return target_path

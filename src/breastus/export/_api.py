@@ -33,7 +33,10 @@ def export_model(
     """Export a trained model to ONNX or TorchScript, self-described by :class:`ExportMetadata`.
 
     Both formats take a ``float32`` batch ``image`` of shape ``(N, 3, S, S)`` with
-    any batch size ``N`` and return ``logits`` ``(N, n_classes)``. The class
+    any batch size ``N`` and return ``logits`` ``(N, n_classes)`` (a multi-task
+    ``unet/<encoder>`` model: ``mask_logits`` ``(N, 1, S, S)`` and
+    ``class_logits`` ``(N, n_classes)``, and the metadata records the task and
+    the lesion threshold). The class
     names, image size, mean/std, preprocessing and calibration temperature are
     stored in the file (ONNX ``metadata_props``; TorchScript extra file
     ``breastus.json``), so :meth:`Predictor.from_exported
@@ -82,7 +85,8 @@ def load_exported(path: str | Path, device: torch.device | None = None) -> tuple
     Returns
     -------
     module : torch.nn.Module
-        Called like the original model: ``module(images) -> logits``.
+        Called like the original model: ``module(images) -> logits`` (a multi-task
+        export: ``(mask_logits, class_logits)``).
     metadata : ExportMetadata
 
     Raises

@@ -16,6 +16,15 @@ EXPORT_FORMAT = "breastus-export"
 EXPORT_FORMAT_VERSION = 1
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
+MASK_OUTPUT_NAME = "mask_logits"
+"""First output of a multi-task export: lesion logits ``(N, 1, S, S)``."""
+CLASS_OUTPUT_NAME = "class_logits"
+"""Second output of a multi-task export: class logits ``(N, C)`` (a classifier's only output is ``logits``)."""
+
+
+def output_names(multitask: bool) -> list[str]:
+    """The output names of an export, in the model's output order."""
+    return [MASK_OUTPUT_NAME, CLASS_OUTPUT_NAME] if multitask else [OUTPUT_NAME]
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,10 @@ class ExportMetadata:
     ``preprocessing``), repeated to three channels, scaled to [0, 1] and
     normalised with ``mean`` and ``std``. Its output ``logits`` has shape
     ``(N, len(class_names))``; probabilities are ``softmax(logits / temperature)``.
+    A multi-task model (``model_info.task == "segmentation+classification"``) has
+    two outputs instead: ``mask_logits`` ``(N, 1, S, S)`` (lesion probability
+    ``sigmoid(mask_logits)``) and ``class_logits`` ``(N, len(class_names))``, and
+    ``lesion_threshold`` is the calibrated threshold of its decision rule.
 
     Attributes
     ----------
@@ -42,6 +55,8 @@ class ExportMetadata:
     preprocessing : dict
         :class:`~breastus.transforms.Preprocessing` as plain values (empty: defaults).
     breastus_version : str
+    lesion_threshold : float or None
+        Multi-task models: ``Checkpoint.lesion_threshold``.
 
     """
 
@@ -51,6 +66,7 @@ class ExportMetadata:
     temperature: float = 1.0
     preprocessing: dict[str, Any] = field(default_factory=dict)
     breastus_version: str = __version__
+    lesion_threshold: float | None = None
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint) -> ExportMetadata:
@@ -61,12 +77,14 @@ class ExportMetadata:
             image_size=int(checkpoint.image_size),
             temperature=float(checkpoint.temperature),
             preprocessing=dict(checkpoint.preprocessing),
+            lesion_threshold=getattr(checkpoint, "lesion_threshold", None),
         )
 
     def to_strings(self) -> dict[str, str]:
         """String key/value pairs (values JSON where not plain text), as stored in the file."""
         info = self.model_info
-        return {
+        multitask = bool(getattr(info, "is_multitask", False))
+        values = {
             "format": EXPORT_FORMAT,
             "format_version": str(EXPORT_FORMAT_VERSION),
             "breastus_version": self.breastus_version,
@@ -83,6 +101,17 @@ class ExportMetadata:
             "output": f"{OUTPUT_NAME}: float32 (N, {len(self.class_names)}) in class_names order; "
             "probabilities = softmax(logits / temperature)",
         }
+        if multitask:
+            size = self.image_size
+            values["task"] = str(info.task)
+            values["lesion_threshold"] = json.dumps(self.lesion_threshold)
+            values["output"] = (
+                f"{MASK_OUTPUT_NAME}: float32 (N, 1, {size}, {size}), lesion probability = sigmoid(mask_logits); "
+                f"{CLASS_OUTPUT_NAME}: float32 (N, {len(self.class_names)}) in class_names order, "
+                "probabilities = softmax(class_logits / temperature); normal when the lesion score is below "
+                "lesion_threshold (breastus.prediction.lesion_score)"
+            )
+        return values
 
     @classmethod
     def from_strings(cls, values: Mapping[str, str], source: str) -> ExportMetadata:
@@ -112,6 +141,11 @@ class ExportMetadata:
                 temperature=float(values.get("temperature", "1.0")),
                 preprocessing=dict(json.loads(values.get("preprocessing", "{}"))),
                 breastus_version=values.get("breastus_version", "unknown"),
+                lesion_threshold=_optional_float(json.loads(values.get("lesion_threshold", "null"))),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"The breastus metadata of {source!r} is incomplete or damaged ({exc!r}).") from exc
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from breastus._errors import CheckpointError, ConfigError
-from breastus.export._metadata import INPUT_NAME, OUTPUT_NAME, ExportMetadata
+from breastus.export._metadata import INPUT_NAME, ExportMetadata, output_names
 from breastus.models._checkpoint import Checkpoint, atomic_write
 
 DEFAULT_OPSET = 17
@@ -48,6 +48,7 @@ def onnx_bytes(checkpoint: Checkpoint, opset: int = DEFAULT_OPSET) -> bytes:
     """
     onnx = _import_onnx()
     model = checkpoint.build_model().float().eval()
+    outputs = output_names(bool(getattr(checkpoint.model_info, "is_multitask", False)))
     example = torch.zeros(2, 3, checkpoint.image_size, checkpoint.image_size)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -60,8 +61,8 @@ def onnx_bytes(checkpoint: Checkpoint, opset: int = DEFAULT_OPSET) -> bytes:
             buffer,  # type: ignore[arg-type]  # the TorchScript-based exporter writes to file objects
             dynamo=False,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
             opset_version=opset,
             do_constant_folding=True,
         )
@@ -69,7 +70,8 @@ def onnx_bytes(checkpoint: Checkpoint, opset: int = DEFAULT_OPSET) -> bytes:
     for key, value in ExportMetadata.from_checkpoint(checkpoint).to_strings().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    proto.doc_string = f"breastus {checkpoint.model_info.name} classifier of {', '.join(checkpoint.class_names)}"
+    kind = "lesion segmenter and classifier" if len(outputs) > 1 else "classifier"
+    proto.doc_string = f"breastus {checkpoint.model_info.name} {kind} of {', '.join(checkpoint.class_names)}"
     onnx.checker.check_model(proto)
     data: bytes = proto.SerializeToString()
     return data
@@ -87,7 +89,8 @@ class OnnxRuntimeModule(nn.Module):
     """An ONNX Runtime inference session behind the ``nn.Module`` call interface.
 
     ``module(images)`` runs the session on the ``float32`` batch and returns the
-    logits as a tensor on the input's device. It has no parameters and cannot
+    logits as a tensor on the input's device (a multi-task export's
+    ``(mask_logits, class_logits)`` pair as a tuple, like the eager model). It has no parameters and cannot
     be trained or differentiated.
 
     Parameters
@@ -129,7 +132,8 @@ class OnnxRuntimeModule(nn.Module):
             where = "the given bytes" if isinstance(model, bytes) else repr(str(model))
             raise CheckpointError(f"ONNX Runtime cannot load {where}: {exc}") from exc
         self.input_name = self.session.get_inputs()[0].name
-        self.output_name = self.session.get_outputs()[0].name
+        self.output_names = [output.name for output in self.session.get_outputs()]
+        self.output_name = self.output_names[0]
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -137,10 +141,11 @@ class OnnxRuntimeModule(nn.Module):
         values: dict[str, str] = self.session.get_modelmeta().custom_metadata_map
         return dict(values)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         array = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
-        (logits,) = self.session.run([self.output_name], {self.input_name: array})
-        return torch.from_numpy(logits).to(images.device)
+        results = self.session.run(self.output_names, {self.input_name: array})
+        tensors = tuple(torch.from_numpy(r).to(images.device) for r in results)
+        return tensors[0] if len(tensors) == 1 else tensors
 
 
 def load_onnx(path: str | Path, device: torch.device | None = None) -> tuple[OnnxRuntimeModule, ExportMetadata]:

@@ -55,6 +55,11 @@ class Checkpoint:
     preprocessing : dict
         The :class:`~breastus.transforms.Preprocessing` the model was trained
         with, as plain values; empty (old checkpoints): the defaults.
+    lesion_threshold : float or None
+        Multi-task models only: the lesion score below which an image is called
+        "normal" (calibrated on the validation split by the
+        :class:`~breastus.Trainer`, see :mod:`breastus._lesion_decision`);
+        ``None``: no lesion rule, plain argmax of the class probabilities.
 
     """
 
@@ -68,6 +73,7 @@ class Checkpoint:
     training_state: dict[str, Any] = field(default_factory=dict)
     breastus_version: str = __version__
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    lesion_threshold: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The payload written by :func:`save_checkpoint`."""
@@ -83,6 +89,7 @@ class Checkpoint:
             "train_config": self.train_config,
             "training_state": self.training_state,
             "preprocessing": self.preprocessing,
+            "lesion_threshold": None if self.lesion_threshold is None else float(self.lesion_threshold),
             "model_state": self.model_state,
         }
 
@@ -194,6 +201,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             training_state=dict(data.get("training_state", {})),
             breastus_version=str(data.get("breastus_version", "unknown")),
             preprocessing=dict(data.get("preprocessing") or {}),
+            lesion_threshold=None if data.get("lesion_threshold") is None else float(data["lesion_threshold"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"Checkpoint {str(file)!r} is incomplete or damaged: missing or bad {exc}.") from exc

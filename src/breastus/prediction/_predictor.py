@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
@@ -23,12 +25,27 @@ from breastus.data._inputs import as_grayscale
 from breastus.data._io import IMAGE_SUFFIXES
 from breastus.models._checkpoint import Checkpoint, load_checkpoint
 from breastus.models._info import ModelInfo
-from breastus.transforms._preprocess import Preprocessing
+from breastus.models._segmentation import split_outputs
+from breastus._lesion_decision import check_decision, decide_indices, lesion_scores
+from breastus.prediction._lesion import (
+    InputGeometry,
+    check_spacing,
+    fuse_crop_probabilities,
+    input_geometry,
+    lesion_measurements,
+    mask_to_input,
+    postprocess_mask,
+)
+from breastus.transforms._lesion import crop_to_lesion
+from breastus.transforms._preprocess import Preprocessing, field_of_view_box
 from breastus.transforms._presets import eval_transform
 
 logger = logging.getLogger(__name__)
 
 _as_grayscale = as_grayscale  # image-input coercion lives in breastus.data._inputs; kept importable from here
+
+Spacing = tuple[float, float]
+"""A pixel's width and height ``(dx, dy)`` in millimetres."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,19 @@ class Prediction:
         The image file, when the input was a path.
     frame : int or None
         The 0-based frame of a DICOM file, from :meth:`Predictor.predict_frames`.
+    lesion_probability : float or None
+        Multi-task models only: the probability that a lesion is present
+        (:func:`~breastus.prediction.lesion_score` of the predicted lesion map).
+    mask : numpy.ndarray or None
+        Multi-task models only: the predicted lesion, ``bool`` at the input image's
+        resolution (see :meth:`Predictor.predict`).
+    lesion_box : tuple of int or None
+        ``(x0, y0, x1, y1)`` of the mask in input pixels, half-open; ``None`` when
+        the mask is empty or the model is a classifier.
+    lesion_area_px : int or None
+        Lesion pixels in the mask.
+    lesion_area_mm2 : float or None
+        The area in mm², when a pixel spacing was given.
 
     """
 
@@ -52,6 +82,11 @@ class Prediction:
     probabilities: dict[str, float] = field(repr=False)
     path: str | None = None
     frame: int | None = None
+    lesion_probability: float | None = None
+    mask: np.ndarray | None = field(default=None, repr=False, compare=False)
+    lesion_box: tuple[int, int, int, int] | None = None
+    lesion_area_px: int | None = None
+    lesion_area_mm2: float | None = None
 
     @property
     def confidence(self) -> float:
@@ -59,10 +94,15 @@ class Prediction:
         return self.probabilities[self.label]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values for JSON and CSV."""
+        """Plain values for JSON and CSV (the lesion scalars for multi-task models, not the mask)."""
         values: dict[str, Any] = {"path": self.path, "label": self.label, "probabilities": dict(self.probabilities)}
         if self.frame is not None:
             values["frame"] = self.frame
+        if self.lesion_probability is not None:
+            values["lesion_probability"] = self.lesion_probability
+            values["lesion_box"] = None if self.lesion_box is None else list(self.lesion_box)
+            values["lesion_area_px"] = self.lesion_area_px
+            values["lesion_area_mm2"] = self.lesion_area_mm2
         return values
 
 
@@ -100,6 +140,16 @@ class Predictor:
     preprocessing : Preprocessing, optional
         Field-of-view crop, intensity standardisation and resize mode (default
         ``Preprocessing()``); :meth:`from_checkpoint` uses the checkpoint's.
+    decision : {"argmax", "lesion"} or None, default=None
+        How the label is chosen. ``"argmax"``: the most probable class.
+        ``"lesion"`` (multi-task models with a calibrated ``lesion_threshold``):
+        ``"normal"`` exactly when no lesion is found, otherwise benign vs
+        malignant (see :func:`breastus.prediction.decide`). ``None``: ``"lesion"``
+        when the model is multi-task and a threshold is known, else ``"argmax"``.
+    lesion_threshold : float or None, default=None
+        The calibrated lesion threshold (``Checkpoint.lesion_threshold``).
+    mask_cut : float, default=0.5
+        Pixels whose lesion probability is at least this are in the mask.
 
     Examples
     --------
@@ -122,6 +172,9 @@ class Predictor:
         temperature: float = 1.0,
         batch_size: int = 32,
         preprocessing: Preprocessing | None = None,
+        decision: str | None = None,
+        lesion_threshold: float | None = None,
+        mask_cut: float = 0.5,
     ) -> None:
         if not temperature > 0:
             raise ConfigError(f"temperature must be a float > 0. Got {temperature!r} instead.")
@@ -144,6 +197,33 @@ class Predictor:
         # A model run outside PyTorch (ONNX Runtime) gets its batches built without PyTorch's
         # thread pool, whose spinning threads would otherwise compete with the runtime's own.
         self._host_batches = bool(getattr(model, "host_batches", False))
+        self.multitask = bool(getattr(model_info, "is_multitask", False))
+        if lesion_threshold is not None and not (isinstance(lesion_threshold, (int, float)) and lesion_threshold > 0):
+            raise ConfigError(f"lesion_threshold must be a float > 0 or None. Got {lesion_threshold!r} instead.")
+        self.lesion_threshold = None if lesion_threshold is None else float(lesion_threshold)
+        if decision is None:
+            decision = "lesion" if self.multitask and self.lesion_threshold is not None else "argmax"
+        self.decision = check_decision(decision)
+        if self.decision == "lesion" and not self.multitask:
+            raise ConfigError(
+                f"decision='lesion' needs a multi-task model (unet/<encoder>); {model_info.name} is a classifier. "
+                "Use decision='argmax'."
+            )
+        if self.decision == "lesion" and self.lesion_threshold is None:
+            raise ConfigError(
+                "decision='lesion' needs a calibrated lesion_threshold; this checkpoint has none. Pass "
+                "lesion_threshold=..., or decision='argmax'."
+            )
+        if not (isinstance(mask_cut, (int, float)) and 0.0 < mask_cut <= 1.0):
+            raise ConfigError(f"mask_cut must be a probability in (0, 1]. Got {mask_cut!r} instead.")
+        self.mask_cut = float(mask_cut)
+        self.crop_classifier: Predictor | None = None
+        self.crop_weight = 0.5
+        self.crop_margin = 0.25
+        # multi-task inputs: the field-of-view crop is done here (its box is needed to place the mask)
+        self._uncropped_transform = eval_transform(
+            self.image_size, model_info.mean, model_info.std, replace(self.preprocessing, crop=False)
+        )
 
     def _torch_threads(self) -> AbstractContextManager[None]:
         """One PyTorch thread while preparing inputs for a model that runs outside PyTorch."""
@@ -157,6 +237,7 @@ class Predictor:
         tta: bool = False,
         batch_size: int = 32,
         backend: str = "torch",
+        decision: str | None = None,
     ) -> Predictor:
         """Load a breastus checkpoint (``best.pt``, ``last.pt`` or a run folder).
 
@@ -164,6 +245,7 @@ class Predictor:
         (``"torchscript"``) or exported to ONNX in memory and run by ONNX Runtime
         (``"onnxruntime"``, needs ``breastus[onnx]``); probabilities agree to about
         1e-6. :meth:`from_exported` loads a file written by ``breastus export``.
+        ``decision``: see :class:`Predictor` (the checkpoint's ``lesion_threshold`` is used).
 
         Raises
         ------
@@ -175,18 +257,27 @@ class Predictor:
         """
         checkpoint = load_checkpoint(path)
         try:
-            return cls.from_loaded(checkpoint, device=device, tta=tta, batch_size=batch_size, backend=backend)
+            return cls.from_loaded(
+                checkpoint, device=device, tta=tta, batch_size=batch_size, backend=backend, decision=decision
+            )
         except CheckpointError as exc:  # the model is rebuilt here: name the file it came from
             raise CheckpointError(f"Checkpoint {str(path)!r}: {exc}") from exc
 
     @classmethod
     def from_exported(
-        cls, path: str | Path, device: str | torch.device = "auto", tta: bool = False, batch_size: int = 32
+        cls,
+        path: str | Path,
+        device: str | torch.device = "auto",
+        tta: bool = False,
+        batch_size: int = 32,
+        decision: str | None = None,
     ) -> Predictor:
         """Load an ONNX or TorchScript file written by ``breastus export`` (see :mod:`breastus.export`).
 
         ONNX files run with ONNX Runtime. Classes, input size, normalisation,
-        preprocessing and temperature come from the file's metadata.
+        preprocessing, temperature, task and lesion threshold come from the
+        file's metadata; a multi-task export gives the same lesion fields as the
+        checkpoint.
 
         Raises
         ------
@@ -208,6 +299,8 @@ class Predictor:
             temperature=meta.temperature,
             batch_size=batch_size,
             preprocessing=preprocessing,
+            decision=decision,
+            lesion_threshold=meta.lesion_threshold,
         )
 
     @classmethod
@@ -218,6 +311,7 @@ class Predictor:
         tta: bool = False,
         batch_size: int = 32,
         backend: str = "torch",
+        decision: str | None = None,
     ) -> Predictor:
         """Build a Predictor from an already loaded :class:`~breastus.models.Checkpoint` (``backend``: see :meth:`from_checkpoint`)."""
         from breastus.export._api import backend_model
@@ -233,6 +327,8 @@ class Predictor:
             temperature=checkpoint.temperature,
             batch_size=batch_size,
             preprocessing=preprocessing,
+            decision=decision,
+            lesion_threshold=getattr(checkpoint, "lesion_threshold", None),
         )
 
     def preprocess(self, image: ImageInput) -> torch.Tensor:
@@ -241,41 +337,206 @@ class Predictor:
         tensor: torch.Tensor = self.transform(TF.pil_to_tensor(gray))
         return tensor
 
+    def _prepare(self, image: ImageInput, spacing: Spacing | None = None) -> _Item:
+        """Decode and preprocess one input, remembering (for multi-task models) where it went."""
+        path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+        if not self.multitask:
+            return _Item(self.preprocess(image), path)
+        gray, _ = _as_grayscale(image)
+        pixels = TF.pil_to_tensor(gray)
+        height, width = int(pixels.shape[-2]), int(pixels.shape[-1])
+        crop = (0, height, 0, width)
+        if self.preprocessing.crop:  # the same crop Preprocessing.prepare makes, done here to know its box
+            crop = field_of_view_box(pixels[0].numpy())
+            pixels = pixels[:, crop[0] : crop[1], crop[2] : crop[3]]
+        geometry = input_geometry(height, width, crop, self.preprocessing, self.image_size)
+        kept = gray if self.crop_classifier is not None else None
+        return _Item(self._uncropped_transform(pixels), path, geometry, kept, spacing)
+
     def predict_proba(self, images: Sequence[ImageInput]) -> np.ndarray:
-        """Class probabilities, ``(len(images), n_classes)``, rows summing to 1."""
+        """Class probabilities, ``(len(images), n_classes)``, rows summing to 1.
+
+        The rows are :attr:`Prediction.probabilities` (fused with the crop
+        classifier's for a :meth:`with_crop_classifier` predictor).
+        """
         outputs = []
         for i in range(0, len(images), self.batch_size):
             with self._torch_threads():
-                tensors = [self.preprocess(x) for x in images[i : i + self.batch_size]]
-            outputs.append(self._proba_batch(tensors))
+                items = [self._prepare(x) for x in images[i : i + self.batch_size]]
+            if self.multitask:
+                predictions = self._predict_items(items)
+                outputs.append(np.array([[p.probabilities[c] for c in self.class_names] for p in predictions]))
+            else:
+                outputs.append(self._proba_batch([item.tensor for item in items]))
         if not outputs:
             return np.zeros((0, len(self.class_names)), dtype=np.float64)
         return np.concatenate(outputs)
 
-    def _proba_batch(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
+    def _forward(self, tensors: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Class probabilities ``(N, C)`` and, for multi-task models, lesion probability maps ``(N, S, S)``."""
         if self._host_batches:
             batch = torch.from_numpy(np.stack([t.numpy() for t in tensors]))
         else:
             batch = torch.stack(list(tensors)).to(self.device)
         with torch.inference_mode():
-            probabilities = torch.softmax(self.model(batch).double() / self.temperature, dim=1)
+            mask_logits, logits = split_outputs(self.model(batch))
+            probabilities = torch.softmax(logits.double() / self.temperature, dim=1)
+            lesion = None if mask_logits is None else torch.sigmoid(mask_logits.float())[:, 0]
             if self.tta:
-                mirrored = self.model(torch.flip(batch, dims=[3])).double()
-                probabilities = (probabilities + torch.softmax(mirrored / self.temperature, dim=1)) / 2
-        return probabilities.cpu().numpy()
+                mirrored_mask, mirrored = split_outputs(self.model(torch.flip(batch, dims=[3])))
+                probabilities = (probabilities + torch.softmax(mirrored.double() / self.temperature, dim=1)) / 2
+                if lesion is not None and mirrored_mask is not None:
+                    lesion = (lesion + torch.flip(torch.sigmoid(mirrored_mask.float())[:, 0], dims=[2])) / 2
+        return probabilities.cpu().numpy(), None if lesion is None else lesion.cpu().numpy()
+
+    def _proba_batch(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
+        return self._forward(tensors)[0]
 
     def _to_prediction(self, row: np.ndarray, path: str | None) -> Prediction:
         probabilities = {name: float(p) for name, p in zip(self.class_names, row, strict=True)}
         return Prediction(label=self.class_names[int(np.argmax(row))], probabilities=probabilities, path=path)
 
-    @overload
-    def predict(self, images: ImageInput) -> Prediction: ...
+    def _predict_items(self, items: Sequence[_Item]) -> list[Prediction]:
+        """Predictions for prepared inputs: the lesion, the crop fusion and the decision rule."""
+        rows, maps = self._forward([item.tensor for item in items])
+        if maps is None:
+            return [self._to_prediction(row, item.path) for row, item in zip(rows, items, strict=True)]
+        scores = lesion_scores(maps)
+        rule = self.lesion_threshold if self.decision == "lesion" else None
+        masks = []
+        for lesion_map, score, item in zip(maps, scores, items, strict=True):
+            assert item.geometry is not None
+            if rule is not None and score < rule:  # no lesion found: the image is normal, its mask empty
+                masks.append(np.zeros((item.geometry.height, item.geometry.width), dtype=bool))
+                continue
+            cut = self.mask_cut if rule is None else min(self.mask_cut, rule)
+            masks.append(postprocess_mask(mask_to_input(lesion_map, item.geometry), cut))
+        measured = [lesion_measurements(m, item.spacing) for m, item in zip(masks, items, strict=True)]
+        if self.crop_classifier is not None:
+            rows = self._fuse_crops(rows, items, [box for box, _, _ in measured])
+        labels = decide_indices(rows, scores, rule, self.class_names)
+        return [
+            Prediction(
+                label=self.class_names[int(label)],
+                probabilities={name: float(p) for name, p in zip(self.class_names, row, strict=True)},
+                path=item.path,
+                lesion_probability=float(score),
+                mask=mask,
+                lesion_box=box,
+                lesion_area_px=area,
+                lesion_area_mm2=area_mm2,
+            )
+            for label, row, score, mask, (box, area, area_mm2), item in zip(
+                labels, rows, scores, masks, measured, items, strict=True
+            )
+        ]
+
+    def _fuse_crops(
+        self, rows: np.ndarray, items: Sequence[_Item], boxes: Sequence[tuple[int, int, int, int] | None]
+    ) -> np.ndarray:
+        """Segment-then-classify: fuse the crop classifier's probabilities on each found lesion's crop."""
+        assert self.crop_classifier is not None
+        found = [i for i, box in enumerate(boxes) if box is not None]
+        if not found:
+            return rows
+        crops = []
+        for i in found:
+            gray, box = items[i].gray, boxes[i]
+            assert gray is not None and box is not None
+            x0, y0, x1, y1 = box
+            crops.append(crop_to_lesion(gray, (y0, y1, x0, x1), self.crop_margin))
+        crop_rows = self.crop_classifier.predict_proba(crops)
+        fused = rows.copy()
+        for i, crop_row in zip(found, crop_rows, strict=True):
+            fused[i] = fuse_crop_probabilities(
+                rows[i], crop_row, self.class_names, self.crop_classifier.class_names, self.crop_weight
+            )
+        return fused
+
+    def with_crop_classifier(self, classifier: Predictor, weight: float = 0.5, margin: float = 0.25) -> Predictor:
+        """Segment-then-classify: this multi-task predictor plus a classifier of lesion crops.
+
+        For every image in which a lesion mask is predicted, the region around
+        the mask's box (widened by ``margin``, exactly as
+        :func:`breastus.transforms.crop_to_lesion` cuts training crops) is
+        classified by ``classifier`` and the two probability vectors are fused
+        by :func:`~breastus.prediction.fuse_crop_probabilities`: a
+        weighted mean, ``(1 - weight) * whole + weight * crop``, over the
+        classifier's classes. Images without a predicted lesion keep the
+        whole-frame probabilities; "normal" is still decided by the lesion
+        alone under ``decision="lesion"``.
+
+        Parameters
+        ----------
+        classifier : Predictor
+            A classifier trained on lesion crops (e.g. by ``benchmarks/lesion_crop.py``);
+            its classes must be among this predictor's (``benign``/``malignant``
+            alone is fine).
+        weight : float, default=0.5
+            Weight of the crop's probabilities, in [0, 1] (0.5: the mean).
+        margin : float, default=0.25
+            Context around the box, as a fraction of its longer side.
+
+        Returns
+        -------
+        Predictor
+            A new predictor sharing this one's model; this one is unchanged.
+
+        Raises
+        ------
+        ConfigError
+            If this predictor is not multi-task, the classes do not fit, or
+            ``weight``/``margin`` are out of range.
+
+        """
+        if not self.multitask:
+            raise ConfigError(
+                f"with_crop_classifier needs a multi-task model (unet/<encoder>) to find the lesion; "
+                f"{self.model_info.name} is a classifier."
+            )
+        if not isinstance(classifier, Predictor):
+            raise ConfigError(f"classifier must be a Predictor. Got {type(classifier).__name__} instead.")
+        unknown = [c for c in classifier.class_names if c not in self.class_names]
+        if unknown:
+            raise ConfigError(
+                f"The crop classifier's classes {list(classifier.class_names)} include {unknown}, which the "
+                f"multi-task model (classes {list(self.class_names)}) does not have."
+            )
+        if not 0.0 <= weight <= 1.0:
+            raise ConfigError(f"weight must be in [0, 1]. Got {weight!r} instead.")
+        if not margin >= 0:
+            raise ConfigError(f"margin must be >= 0. Got {margin!r} instead.")
+        combined = copy.copy(self)
+        combined.crop_classifier = classifier
+        combined.crop_weight = float(weight)
+        combined.crop_margin = float(margin)
+        return combined
 
     @overload
-    def predict(self, images: list[ImageInput] | tuple[ImageInput, ...]) -> list[Prediction]: ...
+    def predict(self, images: ImageInput, pixel_spacing_mm: Spacing | None = None) -> Prediction: ...
 
-    def predict(self, images: ImageInput | list[ImageInput] | tuple[ImageInput, ...]) -> Prediction | list[Prediction]:
-        """Classify one image or a list of images.
+    @overload
+    def predict(
+        self,
+        images: list[ImageInput] | tuple[ImageInput, ...],
+        pixel_spacing_mm: Spacing | Sequence[Spacing | None] | None = None,
+    ) -> list[Prediction]: ...
+
+    def predict(
+        self,
+        images: ImageInput | list[ImageInput] | tuple[ImageInput, ...],
+        pixel_spacing_mm: Spacing | Sequence[Spacing | None] | None = None,
+    ) -> Prediction | list[Prediction]:
+        """Classify one image or a list of images (and, with a multi-task model, find the lesion).
+
+        With a multi-task model each :class:`Prediction` also holds the lesion:
+        ``lesion_probability``, the boolean ``mask`` at the input's resolution (the
+        model's map with the letterbox bars removed, resized back and placed in
+        the field-of-view crop; pixels ``>= mask_cut`` with holes filled and
+        specks under 10 % of the largest part dropped), its box and area. Under
+        ``decision="lesion"`` an image without a lesion gets an empty mask and the
+        mask of an image with one is cut at ``min(mask_cut, lesion_threshold)``,
+        so mask and label agree.
 
         Parameters
         ----------
@@ -283,6 +544,9 @@ class Predictor:
             Any PIL-readable file (PNG, JPEG, BMP, TIFF; any mode), a DICOM file
             (its first frame: :meth:`predict_frames` gives every frame), a PIL
             image of any mode, or a numpy array of shape (H, W), (H, W, 3) or (H, W, 4).
+        pixel_spacing_mm : (float, float), list of them, or None, default=None
+            ``(dx, dy)``, a pixel's width and height in mm: one for all images or
+            one (or ``None``) per image; gives ``lesion_area_mm2``.
 
         Returns
         -------
@@ -293,13 +557,20 @@ class Predictor:
         ------
         DataError
             If an input cannot be read; the message names the file.
+        ConfigError
+            If ``pixel_spacing_mm`` is not a valid spacing or list of them.
 
         """
         single = not isinstance(images, (list, tuple))
         items: list[ImageInput] = list(images) if isinstance(images, (list, tuple)) else [images]
-        paths = [os.fspath(x) if isinstance(x, (str, os.PathLike)) else None for x in items]
-        rows = self.predict_proba(items)
-        results = [self._to_prediction(row, path) for row, path in zip(rows, paths, strict=True)]
+        spacings = _spacings(pixel_spacing_mm, len(items))
+        results: list[Prediction] = []
+        for i in range(0, len(items), self.batch_size):
+            with self._torch_threads():
+                prepared = [
+                    self._prepare(x, s) for x, s in zip(items[i : i + self.batch_size], spacings[i:], strict=False)
+                ]
+            results += self._predict_items(prepared)
         return results[0] if single else results
 
     @overload
@@ -369,7 +640,11 @@ class Predictor:
         return heatmaps[0] if single else heatmaps
 
     def predict_folder(
-        self, folder: str | Path, recursive: bool = True, on_error: str = "raise"
+        self,
+        folder: str | Path,
+        recursive: bool = True,
+        on_error: str = "raise",
+        pixel_spacing_mm: Spacing | None = None,
     ) -> Iterator[Prediction]:
         """Classify every image under ``folder``, streaming results batch by batch.
 
@@ -383,6 +658,8 @@ class Predictor:
             Also descend into sub-folders.
         on_error : {"raise", "skip"}, default="raise"
             ``"skip"`` leaves out unreadable files (logged) instead of raising.
+        pixel_spacing_mm : (float, float), optional
+            ``(dx, dy)`` in mm for every image (multi-task models: ``lesion_area_mm2``).
 
         Returns
         -------
@@ -399,7 +676,7 @@ class Predictor:
         """
         if not Path(folder).is_dir():
             raise DataError(f"Folder {str(folder)!r} does not exist or is not a folder.")
-        return self.predict_paths(iter_images(folder, recursive), on_error=on_error)
+        return self.predict_paths(iter_images(folder, recursive), on_error=on_error, pixel_spacing_mm=pixel_spacing_mm)
 
     def predict_frames(
         self, path: str | os.PathLike[str], frames: int | Sequence[int] | None = None
@@ -420,20 +697,22 @@ class Predictor:
 
         return predict_frames(self, [path], frames)
 
-    def predict_paths(self, paths: Iterable[Path], on_error: str = "raise") -> Iterator[Prediction]:
+    def predict_paths(
+        self, paths: Iterable[Path], on_error: str = "raise", pixel_spacing_mm: Spacing | None = None
+    ) -> Iterator[Prediction]:
         """Classify image files from an iterable, streaming batch by batch (lazily, like :meth:`predict_folder`)."""
         if on_error not in ("raise", "skip"):
             raise DataError(f"on_error must be 'raise' or 'skip'. Got {on_error!r} instead.")
-        return self._stream(paths, on_error)
+        spacing = None if pixel_spacing_mm is None else check_spacing(pixel_spacing_mm)
+        return self._stream(paths, on_error, spacing)
 
-    def _stream(self, paths: Iterable[Path], on_error: str) -> Iterator[Prediction]:
-        batch: list[tuple[torch.Tensor, str]] = []
+    def _stream(self, paths: Iterable[Path], on_error: str, spacing: Spacing | None) -> Iterator[Prediction]:
+        batch: list[_Item] = []
         skipped = 0
         for path in paths:
             try:
                 with self._torch_threads():
-                    tensor = self.preprocess(path)
-                batch.append((tensor, os.fspath(path)))
+                    batch.append(self._prepare(path, spacing))
             except DataError as exc:
                 if on_error == "raise":
                     raise
@@ -441,17 +720,38 @@ class Predictor:
                 logger.warning("Skipping unreadable image: %s", exc)
                 continue
             if len(batch) == self.batch_size:
-                yield from self._flush(batch)
+                yield from self._predict_items(batch)
                 batch = []
         if batch:
-            yield from self._flush(batch)
+            yield from self._predict_items(batch)
         if skipped:
             logger.warning("Skipped %d unreadable image(s).", skipped)
 
-    def _flush(self, batch: list[tuple[torch.Tensor, str]]) -> Iterator[Prediction]:
-        rows = self._proba_batch([t for t, _ in batch])
-        for row, (_, path) in zip(rows, batch, strict=True):
-            yield self._to_prediction(row, path)
+
+@dataclass
+class _Item:
+    """One prepared input: the model tensor, its path, and what the lesion fields need."""
+
+    tensor: torch.Tensor
+    path: str | None
+    geometry: InputGeometry | None = None
+    gray: Image.Image | None = None
+    spacing: Spacing | None = None
+
+
+def _spacings(value: Spacing | Sequence[Spacing | None] | None, count: int) -> list[Spacing | None]:
+    """One pixel spacing (or None) per image from a single spacing or a list of them."""
+    if value is None:
+        return [None] * count
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        single = check_spacing(value)  # type: ignore[arg-type]
+        return [single] * count
+    if not isinstance(value, (list, tuple)) or len(value) != count:
+        raise ConfigError(
+            "pixel_spacing_mm must be one (dx, dy) pair for all images or a list with one pair (or None) per "
+            f"image ({count}). Got {value!r} instead."
+        )
+    return [None if v is None else check_spacing(v) for v in value]
 
 
 @contextmanager

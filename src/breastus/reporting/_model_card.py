@@ -67,7 +67,8 @@ def build_model_card(run_dir: str | Path, n_bootstrap: int = 1000, seed: int = 0
     """
     run = read_run(run_dir)
     info = run.checkpoint.model_info
-    title = f"# Model card: {info.architecture} breast ultrasound classifier"
+    kind = "lesion-segmenting classifier" if info.task != "classification" else "classifier"
+    title = f"# Model card: {info.architecture} breast ultrasound {kind}"
     lines = [
         title,
         "",

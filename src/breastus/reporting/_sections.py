@@ -54,12 +54,32 @@ def intended_use(run: Run) -> list[str]:
     ]
 
 
+def _lesion_lines(run: Run) -> list[str]:
+    """The task and lesion threshold of a multi-task model (none for a classifier)."""
+    ck = run.checkpoint
+    if ck.model_info.task == "classification":
+        return []
+    threshold = ck.lesion_threshold
+    recall = run.config.get("lesion_min_normal_recall", 0.85)
+    return [
+        "- Task: lesion segmentation + classification (a U-Net decoder gives a per-pixel lesion probability; "
+        "the image is called normal only when no lesion is found)",
+        "- Lesion threshold: "
+        + (
+            "none calibrated (argmax decision)"
+            if threshold is None
+            else f"{threshold:.4g}, calibrated on the validation split to keep {recall:.0%} of its normal images normal"
+        ),
+    ]
+
+
 def model_section(run: Run) -> list[str]:
     ck, info = run.checkpoint, run.checkpoint.model_info
     return [
         "## Model",
         "",
         f"- Architecture: `{info.name}` ({info.num_classes}-way classification head)",
+        *_lesion_lines(run),
         f"- Initial weights: `{info.weights}`",
         f"- Input: grayscale image resized to {ck.image_size}×{ck.image_size} px, normalised with "
         f"mean {list(info.mean)} and std {list(info.std)}",
@@ -172,6 +192,18 @@ def _metric_rows(metrics: Mapping[str, Any], names: Sequence[str]) -> list[tuple
         ("macro_f1", "macro-F1", metrics.get("macro_f1")),
         ("macro_auc", "macro one-vs-rest AUC", metrics.get("macro_auc")),
     ]
+    if metrics.get("lesion_called_normal") is not None:
+        rows += [
+            ("lesion_called_normal", "lesion images called normal", metrics.get("lesion_called_normal")),
+            ("malignant_called_normal", "malignant images called normal", metrics.get("malignant_called_normal")),
+        ]
+    segmentation = metrics.get("segmentation")
+    if isinstance(segmentation, Mapping):
+        rows += [
+            ("segmentation/dice", "lesion Dice (per lesion image)", segmentation.get("dice")),
+            ("segmentation/iou", "lesion IoU (per lesion image)", segmentation.get("iou")),
+            ("segmentation/pooled_dice", "lesion Dice (pooled pixels, normals included)", segmentation.get("pooled_dice")),
+        ]
     for group in ("auc", "sensitivity", "specificity"):
         values = metrics.get(group) or {}
         rows += [(f"{group}/{c}", f"{group} {c}", values.get(c)) for c in names if isinstance(values, Mapping)]
@@ -206,7 +238,7 @@ def metrics_section(run: Run, n_bootstrap: int, seed: int) -> list[str]:
         lines.append("They reflect the sampling of test images only, not the variation between training runs or sites.")
     else:
         lines.append("No confidence intervals: neither stored intervals nor per-image predictions were found.")
-    shown = {"n", "accuracy", "macro_f1", "macro_auc"}
+    shown = {"n", "accuracy", "macro_f1", "macro_auc", "lesion_called_normal", "malignant_called_normal"}
     extra = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     extra = {k: v for k, v in extra.items() if k not in shown}
     if extra:

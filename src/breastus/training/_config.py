@@ -9,6 +9,7 @@ from breastus._errors import ConfigError
 from breastus.data._dataset import DEFAULT_CLASS_NAMES
 from breastus.data._duplicates import DEFAULT_HASH_THRESHOLD
 from breastus.models._factory import parse_model_name
+from breastus.models._segmentation import MULTITASK, is_segmentation_name
 from breastus.transforms._preprocess import Preprocessing
 
 OptimizerName = Literal["adam", "adamw", "sgd"]
@@ -91,6 +92,14 @@ class TrainConfig:
         its fields is accepted too.
     augmentation : {"default", "scanner"}, default="default"
         Training augmentation (see :func:`~breastus.train_transform`).
+    seg_loss_weight : float, default=1.0
+        Multi-task models (``unet/<encoder>``) only: the loss is
+        cross-entropy(class) + ``seg_loss_weight`` · (Dice + BCE)(lesion mask).
+        0 trains the classification head alone.
+    lesion_min_normal_recall : float, default=0.85
+        Multi-task models only: after training, the lesion threshold is calibrated
+        on the validation split to keep this share of the normal images normal
+        (:func:`breastus._lesion_decision.calibrate_lesion_threshold`).
 
     """
 
@@ -127,6 +136,8 @@ class TrainConfig:
     progress: bool = True
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     augmentation: AugmentationName = "default"
+    seg_loss_weight: float = 1.0
+    lesion_min_normal_recall: float = 0.85
 
     def __post_init__(self) -> None:
         def fail(name: str, allowed: str) -> None:
@@ -150,6 +161,21 @@ class TrainConfig:
         positive_int("image_size", 8)
         positive_int("num_workers", 0)
         positive_int("duplicate_threshold", -1)
+        if self.task != "classification" and self.image_size % 32:
+            raise ConfigError(
+                f"The 'image_size' parameter of TrainConfig must be divisible by 32 for the multi-task model "
+                f"{self.model!r} (its U-Net halves the input five times). Got {self.image_size!r} instead; "
+                f"use {max(32, round(self.image_size / 32) * 32)}."
+            )
+        if self.task != "classification" and self.batch_augment:
+            raise ConfigError(
+                f"batch_augment=True augments images only and cannot move lesion masks; the multi-task model "
+                f"{self.model!r} needs batch_augment=False."
+            )
+        if not (isinstance(self.seg_loss_weight, (int, float)) and self.seg_loss_weight >= 0):
+            fail("seg_loss_weight", "a float >= 0")
+        if not (isinstance(self.lesion_min_normal_recall, (int, float)) and 0 < self.lesion_min_normal_recall <= 1):
+            fail("lesion_min_normal_recall", "a float in the range (0, 1]")
         if isinstance(self.preprocessing, dict):
             object.__setattr__(self, "preprocessing", Preprocessing.from_dict(self.preprocessing))
         if not isinstance(self.preprocessing, Preprocessing):
@@ -202,6 +228,11 @@ class TrainConfig:
             fail("test_size", "a float in the range (0, 0.5]")
         if not 0 < self.val_size <= 0.5:
             fail("val_size", "a float in the range (0, 0.5]")
+
+    @property
+    def task(self) -> str:
+        """``"segmentation+classification"`` for a ``unet/<encoder>`` model, else ``"classification"``."""
+        return MULTITASK if is_segmentation_name(self.model) else "classification"
 
     @property
     def resolved_milestones(self) -> list[int]:

@@ -11,7 +11,12 @@ from typing import Any
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """Metrics of one training epoch (validation metrics on the validation set)."""
+    """Metrics of one training epoch (validation metrics on the validation set).
+
+    ``val_dice`` is the per-image lesion Dice on the validation lesion images of a
+    multi-task model (``None`` for a classifier; see
+    :class:`~breastus.evaluation.SegmentationMetrics`).
+    """
 
     epoch: int
     lr: float
@@ -23,6 +28,7 @@ class EpochRecord:
     val_macro_auc: float | None
     seconds: float
     train_images_per_second: float
+    val_dice: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as plain values."""

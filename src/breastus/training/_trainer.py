@@ -21,10 +21,12 @@ from breastus._errors import CheckpointError, ConfigError, DataError
 from breastus._metrics import compute_metrics
 from breastus._run_files import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT
 from breastus.data._cache import ImageCache
-from breastus.data._dataset import UltrasoundDataset
+from breastus.data._dataset import MASK_UNKNOWN, NORMAL_CLASS, UltrasoundDataset
+from breastus._segmentation_metrics import overlap_counts, segmentation_metrics
 from breastus.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from breastus.models._factory import build_model
 from breastus.models._info import ModelInfo
+from breastus.models._segmentation import split_outputs
 from breastus.training._config import TrainConfig
 from breastus.training._distributed import (
     DistributedContext,
@@ -61,6 +63,18 @@ class Trainer:
     as an uninterrupted one: each epoch's shuffling and augmentation are seeded
     from ``(seed, epoch)``.
 
+    A multi-task model (``TrainConfig(model="unet/<encoder>")``) is trained on the
+    lesion masks too: the datasets yield ``(image, label, mask)``
+    (:class:`~breastus.UltrasoundDataset` ``with_masks``), the same random geometry
+    moves image and mask, and the loss is cross-entropy + ``seg_loss_weight`` ·
+    (Dice + BCE) of the mask. Normal images train towards an empty mask; lesion
+    images without a mask file are left out of the mask loss (a warning says how
+    many) and still train the classification head. Validation reports the lesion
+    Dice (:attr:`EpochRecord.val_dice`), but ``best.pt`` is still chosen by the
+    validation macro-F1 of the classification, so classifiers and multi-task
+    models are selected alike. Each checkpoint carries the lesion threshold
+    calibrated on that epoch's validation images (:attr:`Checkpoint.lesion_threshold`).
+
     Parameters
     ----------
     config : TrainConfig, optional
@@ -87,6 +101,7 @@ class Trainer:
         self.model_info: ModelInfo | None = None
         self.history = TrainHistory()
         self.distributed = DistributedContext()
+        self._multitask = False
 
     @property
     def best_checkpoint_path(self) -> Path:
@@ -164,16 +179,35 @@ class Trainer:
         return images
 
     def predict_logits(self, model: nn.Module, loader: DataLoader[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Logits and labels of every batch of ``loader`` (model in eval mode)."""
+        """Class logits and labels of every batch of ``loader`` (model in eval mode)."""
+        outputs = self._predict(model, loader)
+        return outputs[0], outputs[1]
+
+    def _predict(self, model: nn.Module, loader: DataLoader[Any]) -> tuple[np.ndarray, ...]:
+        """Class logits and labels; with masks also overlap counts, known-mask flags and lesion scores."""
+        from breastus._lesion_decision import lesion_scores
+
         model.eval()
-        logits, labels = [], []
+        logits, labels, counts, known, scores = [], [], [], [], []
         with torch.inference_mode(), self._autocast():
-            for images, target in loader:
-                logits.append(model(self._to_device(images)).float().cpu())
-                labels.append(target)
+            for batch in loader:
+                mask_logits, class_logits = split_outputs(model(self._to_device(batch[0])))
+                logits.append(class_logits.float().cpu())
+                labels.append(batch[1])
+                if mask_logits is not None and len(batch) == 3:
+                    probs = torch.sigmoid(mask_logits.float()).cpu().numpy()
+                    target = batch[2].numpy()
+                    known.append(target.reshape(len(target), -1)[:, 0] != MASK_UNKNOWN)
+                    counts.append(overlap_counts(probs > 0.5, target == 1))
+                    scores.append(lesion_scores(probs))
+        n_classes = len(self.config.class_names)
         if not logits:  # an empty validation shard of a distributed run
-            return np.zeros((0, len(self.config.class_names)), dtype=np.float32), np.zeros(0, dtype=np.int64)
-        return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+            empty = (np.zeros((0, n_classes), dtype=np.float32), np.zeros(0, dtype=np.int64))
+            return empty + ((np.zeros((0, 3), np.int64), np.zeros(0, bool), np.zeros(0)) if self._multitask else ())
+        result: tuple[np.ndarray, ...] = (torch.cat(logits).numpy(), torch.cat(labels).numpy())
+        if counts:
+            result += (np.concatenate(counts), np.concatenate(known), np.concatenate(scores))
+        return result
 
     def fit(
         self,
@@ -212,6 +246,10 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(cfg.seed)
         model, info = build_model(cfg.model, len(cfg.class_names), cfg.pretrained)
+        self._multitask = info.is_multitask
+        if self._multitask:
+            train, val = train.masked(), val.masked()
+            self._warn_missing_masks(train, val)
         start_epoch = 1
         resume_from: Checkpoint | None = None
         if resume:
@@ -240,6 +278,7 @@ class Trainer:
             None if cfg.batch_augment else train_transform(cfg.image_size, info.mean, info.std, view, cfg.augmentation)
         ).with_cache(cache)
         augment = BatchAugment(cfg.image_size, info.mean, info.std) if cfg.batch_augment else None
+        seg_criterion = self._seg_loss() if self._multitask else None
         val_data = val.with_transform(eval_transform(cfg.image_size, info.mean, info.std, view)).with_cache(cache)
         # Distributed: each rank trains on its DistributedSampler part and validates on every
         # world_size-th image; the validation logits are gathered so all ranks see the full set.
@@ -291,7 +330,7 @@ class Trainer:
                 sampler.set_epoch(epoch)
             lr = float(optimizer.param_groups[0]["lr"])
             train_loss, train_acc, n_seen, train_seconds = self._train_epoch(
-                train_model, train_loader, criterion, optimizer, scheduler, scaler, epoch, augment
+                train_model, train_loader, criterion, optimizer, scheduler, scaler, epoch, augment, seg_criterion
             )
             if context.enabled:
                 average_buffers(model, context)
@@ -299,7 +338,9 @@ class Trainer:
                 train_loss, train_acc, n_seen = sums[0] / sums[2], sums[1] / sums[2], int(sums[2])
             if scheduler is not None and cfg.scheduler != "onecycle":
                 scheduler.step()
-            logits, labels = self._gather(self.predict_logits(model, val_loader), context, len(val_data))
+            outputs = self._gather(self._predict(model, val_loader), context, len(val_data))
+            logits, labels = outputs[0], outputs[1]
+            val_dice, threshold = self._lesion_validation(outputs)
             probabilities = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
             metrics = compute_metrics(labels, probabilities, cfg.class_names)
             val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
@@ -314,6 +355,7 @@ class Trainer:
                 val_macro_auc=metrics.macro_auc,
                 seconds=time.perf_counter() - started,
                 train_images_per_second=n_seen / max(train_seconds, 1e-9),
+                val_dice=val_dice,
             )
             history.records.append(record)
             improved = record.val_macro_f1 > history.best_score
@@ -332,10 +374,11 @@ class Trainer:
                 "history": history.to_dict(),
                 "patience_used": patience_used,
             }
-            checkpoint = self._checkpoint(model, info, epoch, training_state)
+            checkpoint = self._checkpoint(model, info, epoch, training_state, threshold)
             if improved:
                 save_checkpoint(
-                    self._checkpoint(model, info, epoch, {"history": history.to_dict()}), self.best_checkpoint_path
+                    self._checkpoint(model, info, epoch, {"history": history.to_dict()}, threshold),
+                    self.best_checkpoint_path,
                 )
             save_checkpoint(checkpoint, self.last_checkpoint_path)
             append_history(history_file, record)
@@ -354,19 +397,70 @@ class Trainer:
         return history
 
     @staticmethod
-    def _gather(
-        part: tuple[np.ndarray, np.ndarray], context: DistributedContext, total: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _gather(part: tuple[np.ndarray, ...], context: DistributedContext, total: int) -> tuple[np.ndarray, ...]:
         """Reassemble validation outputs of rank ``r`` (images ``r``, ``r + world_size``, ...) in order."""
         if not context.enabled:
             return part
         parts = all_gather_objects(part, context)
-        logits = np.zeros((total, part[0].shape[1]), dtype=part[0].dtype)
-        labels = np.zeros(total, dtype=part[1].dtype)
-        for rank, (rank_logits, rank_labels) in enumerate(parts):
-            logits[rank :: context.world_size] = rank_logits
-            labels[rank :: context.world_size] = rank_labels
-        return logits, labels
+        merged = [np.zeros((total, *array.shape[1:]), dtype=array.dtype) for array in part]
+        for rank, rank_part in enumerate(parts):
+            for target, array in zip(merged, rank_part, strict=True):
+                target[rank :: context.world_size] = array
+        return tuple(merged)
+
+    def _seg_loss(self) -> Any:
+        """Dice + BCE on the lesion logits (segmentation_models_pytorch's losses)."""
+        from segmentation_models_pytorch.losses import DiceLoss, SoftBCEWithLogitsLoss
+
+        dice = DiceLoss("binary", from_logits=True)
+        bce = SoftBCEWithLogitsLoss()
+
+        def loss(mask_logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+            known = masks.reshape(masks.shape[0], -1)[:, 0] != MASK_UNKNOWN
+            if not bool(known.any()):  # keep the decoder in the graph (DDP needs every parameter used)
+                return mask_logits.sum() * 0.0
+            logits, target = mask_logits[known].float(), masks[known].float()
+            value: torch.Tensor = dice(logits, target) + bce(logits, target)
+            return value
+
+        return loss
+
+    def _warn_missing_masks(self, train: UltrasoundDataset, val: UltrasoundDataset) -> None:
+        for role, data in (("training", train), ("validation", val)):
+            missing = data.missing_masks()
+            if missing:
+                logger.warning(
+                    "%d of %d %s images are lesion images without a mask file (first: %s); they are left out of "
+                    "the mask loss "
+                    "and the Dice score and still train the classification head. Add <image>_mask.png files "
+                    "(or a manifest 'mask' column) to use them.",
+                    len(missing),
+                    len(data),
+                    role,
+                    data.samples[missing[0]].path,
+                )
+            if NORMAL_CLASS not in data.class_names:
+                logger.warning(
+                    "The %s classes %s have no %r class: every image is taken to hold a lesion and no lesion "
+                    "threshold is calibrated.",
+                    role,
+                    list(data.class_names),
+                    NORMAL_CLASS,
+                )
+
+    def _lesion_validation(self, outputs: tuple[np.ndarray, ...]) -> tuple[float | None, float | None]:
+        """Validation lesion Dice and the calibrated lesion threshold (``None``, ``None`` for a classifier)."""
+        if len(outputs) < 5:
+            return None, None
+        labels, counts, known, scores = outputs[1], outputs[2], outputs[3], outputs[4]
+        dice = segmentation_metrics(counts[known]).dice
+        names = list(self.config.class_names)
+        if NORMAL_CLASS not in names or not np.any(labels == names.index(NORMAL_CLASS)):
+            return dice, None
+        from breastus._lesion_decision import calibrate_lesion_threshold
+
+        is_lesion = labels != names.index(NORMAL_CLASS)
+        return dice, calibrate_lesion_threshold(scores, is_lesion, self.config.lesion_min_normal_recall)
 
     def _check_resume(self, checkpoint: Checkpoint, info: ModelInfo, path: Path) -> None:
         cfg = self.config
@@ -380,7 +474,14 @@ class Trainer:
                 f"Cannot resume from {str(path)!r}: it has no optimizer state (resume from last.pt, not best.pt)."
             )
 
-    def _checkpoint(self, model: nn.Module, info: ModelInfo, epoch: int, training_state: dict[str, Any]) -> Checkpoint:
+    def _checkpoint(
+        self,
+        model: nn.Module,
+        info: ModelInfo,
+        epoch: int,
+        training_state: dict[str, Any],
+        lesion_threshold: float | None = None,
+    ) -> Checkpoint:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         return Checkpoint(
             model_info=info,
@@ -391,6 +492,7 @@ class Trainer:
             train_config=self.config.to_dict(),
             training_state=training_state,
             preprocessing=self.config.preprocessing.to_dict(),
+            lesion_threshold=lesion_threshold,
         )
 
     def _train_epoch(
@@ -403,6 +505,7 @@ class Trainer:
         scaler: torch.amp.GradScaler,
         epoch: int,
         augment: BatchAugment | None = None,
+        seg_criterion: Any = None,
     ) -> tuple[float, float, int, float]:
         model.train()
         # Per-batch losses and hits stay on the device until the end of the epoch, so an
@@ -413,15 +516,19 @@ class Trainer:
         started = time.perf_counter()
         show = self.config.progress and self.distributed.is_main
         bar = tqdm(loader, desc=f"epoch {epoch}/{self.config.epochs}", disable=not show, leave=False)
-        for step, (images, labels) in enumerate(bar):
+        for step, batch in enumerate(bar):
+            images, labels = batch[0], batch[1]
             if augment is not None:
                 images = augment(images.to(self.device, non_blocking=True))
             images = self._to_device(images)
             labels = labels.to(self.device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with self._autocast():
-                logits = model(images)
+                mask_logits, logits = split_outputs(model(images))
                 loss = criterion(logits.float(), labels)
+                if mask_logits is not None and seg_criterion is not None and len(batch) == 3:
+                    masks = batch[2].to(self.device, non_blocking=True)
+                    loss = loss + self.config.seg_loss_weight * seg_criterion(mask_logits, masks)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()

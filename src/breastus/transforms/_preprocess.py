@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 from torch.utils._pytree import tree_flatten
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
@@ -344,6 +345,29 @@ class Preprocessing:
         resized: torch.Tensor = self.resize_transform(size)(self.prepare(image))
         return resized
 
+    def apply_with_mask(self, image: torch.Tensor, mask: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`apply` to an image and, with the same crop and resize, to its lesion mask.
+
+        Parameters
+        ----------
+        image : torch.Tensor
+            ``uint8`` ``(1, H, W)`` image.
+        mask : torch.Tensor
+            ``(1, H, W)`` lesion mask (resized with nearest-neighbour, never
+            intensity-changed).
+        size : int
+            Output side.
+
+        Returns
+        -------
+        image, mask : torch.Tensor
+            Both ``(1, size, size)``; the mask as a plain tensor of ``mask``'s dtype.
+
+        """
+        steps = v2.Compose([PrepareImage(self), self.resize_transform(size)])
+        out_image, out_mask = steps(image, tv_tensors.Mask(mask))
+        return out_image.as_subclass(torch.Tensor), out_mask.as_subclass(torch.Tensor)
+
     def resize_only(self) -> Preprocessing:
         """The same resize mode without crop and intensity change (for images already prepared)."""
         return Preprocessing(resize=self.resize)
@@ -407,12 +431,32 @@ class Letterbox(v2.Transform):  # type: ignore[misc]
 
 
 class PrepareImage(v2.Transform):  # type: ignore[misc]
-    """Apply :meth:`Preprocessing.prepare` (crop and intensity) to an image tensor."""
+    """Apply :meth:`Preprocessing.prepare` (crop and intensity) to an image tensor.
+
+    A :class:`torchvision.tv_tensors.Mask` passed along gets the image's
+    field-of-view crop and no intensity change, so a lesion mask stays aligned.
+    """
 
     def __init__(self, preprocessing: Preprocessing) -> None:
         super().__init__()
         self.preprocessing = preprocessing
 
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        if not self.preprocessing.crop:
+            return {"box": None}
+        for item in flat_inputs:
+            if isinstance(item, torch.Tensor) and not isinstance(item, tv_tensors.Mask):
+                return {"box": field_of_view_box(item.as_subclass(torch.Tensor)[0].cpu().numpy())}
+        return {"box": None}
+
     def transform(self, inpt: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+        if isinstance(inpt, tv_tensors.Mask):
+            box = params["box"]
+            mask: torch.Tensor = inpt
+            if box is None:
+                return mask
+            top, bottom, left, right = box
+            cropped: torch.Tensor = tv_tensors.wrap(mask[..., top:bottom, left:right], like=mask)
+            return cropped
         prepared = self.preprocessing.prepare(inpt.as_subclass(torch.Tensor))
         return prepared if type(inpt) is torch.Tensor else v2.functional.to_image(prepared)

@@ -2,7 +2,10 @@
 
 Both presets take the ``uint8`` grayscale tensor ``(1, H, W)`` that
 :class:`~breastus.UltrasoundDataset` yields (or a PIL image) and return a
-normalised ``float32`` tensor ``(3, size, size)``: the single ultrasound channel
+normalised ``float32`` tensor ``(3, size, size)``. Called as ``transform(image,
+mask)`` with a :class:`torchvision.tv_tensors.Mask`, they return ``(image,
+mask)``: every geometric step (crop, resize, flip, affine) moves the mask with the
+image (nearest-neighbour, padding 0), the intensity steps leave it alone: the single ultrasound channel
 is repeated three times so that ImageNet-pretrained stems apply unchanged, and it
 is normalised with the mean and standard deviation of the model's pretrained
 configuration (:class:`~breastus.models.ModelInfo`).
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from breastus._errors import ConfigError
@@ -31,9 +35,12 @@ def _to_rgb(image: torch.Tensor) -> torch.Tensor:
 
 
 class ToThreeChannels(v2.Transform):  # type: ignore[misc]
-    """Repeat the single grayscale channel to three channels."""
+    """Repeat the single grayscale channel to three channels (a :class:`~torchvision.tv_tensors.Mask` passes through)."""
 
     def transform(self, inpt: torch.Tensor, params: dict[str, object]) -> torch.Tensor:
+        if isinstance(inpt, tv_tensors.Mask):
+            mask: torch.Tensor = inpt
+            return mask
         return _to_rgb(inpt)
 
 
