@@ -14,9 +14,9 @@ from PIL import Image
 
 from breastus._errors import ConfigError, DataError
 from breastus._files import atomic_write
+from breastus._lesion_decision import DECISIONS
 from breastus.cli import _predict_ray
 from breastus.data._io import IMAGE_SUFFIXES
-from breastus._lesion_decision import DECISIONS
 from breastus.prediction._frames import parse_frames, predict_frames
 from breastus.prediction._predictor import Prediction, Predictor, iter_images
 

@@ -1,5 +1,8 @@
 """Evaluation: metrics of a Predictor's predictions against labels."""
 
+from breastus._segmentation_metrics import SegmentationMetrics as SegmentationMetrics
+from breastus._segmentation_metrics import called_normal_shares as called_normal_shares
+from breastus._segmentation_metrics import compute_segmentation_metrics as compute_segmentation_metrics
 from breastus.evaluation._binary import BinaryMetrics as BinaryMetrics
 from breastus.evaluation._binary import compute_binary_metrics as compute_binary_metrics
 from breastus.evaluation._binary import sensitivity_at_specificity as sensitivity_at_specificity
@@ -24,9 +27,6 @@ from breastus.evaluation._plots import plot_reliability_diagram as plot_reliabil
 from breastus.evaluation._plots import plot_roc_curves as plot_roc_curves
 from breastus.evaluation._plots import plot_training_curves as plot_training_curves
 from breastus.evaluation._plots import write_evaluation_plots as write_evaluation_plots
-from breastus._segmentation_metrics import SegmentationMetrics as SegmentationMetrics
-from breastus._segmentation_metrics import called_normal_shares as called_normal_shares
-from breastus._segmentation_metrics import compute_segmentation_metrics as compute_segmentation_metrics
 
 __all__ = [
     "BinaryMetrics",

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from breastus._errors import DataError
+from breastus._segmentation_metrics import SegmentationMetrics, overlap_counts, segmentation_metrics
 from breastus.data._dataset import UltrasoundDataset
 from breastus.evaluation._metrics import ClassificationMetrics, compute_metrics
-from breastus._segmentation_metrics import SegmentationMetrics, overlap_counts, segmentation_metrics
 from breastus.prediction._predictor import Predictor
 
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
-from breastus.evaluation._calibration import DEFAULT_BINS, reliability_bins
 from breastus._segmentation_metrics import called_normal_shares
+from breastus.evaluation._calibration import DEFAULT_BINS, reliability_bins
 from breastus.training._history import EpochRecord
 
 if TYPE_CHECKING:

@@ -19,6 +19,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from breastus._device import resolve_device
 from breastus._errors import CheckpointError, ConfigError, DataError
+from breastus._lesion_decision import check_decision, decide_indices, lesion_scores
 from breastus.data._dataset import is_mask_file, natural_key
 from breastus.data._inputs import ImageInput as ImageInput
 from breastus.data._inputs import as_grayscale
@@ -26,7 +27,6 @@ from breastus.data._io import IMAGE_SUFFIXES
 from breastus.models._checkpoint import Checkpoint, load_checkpoint
 from breastus.models._info import ModelInfo
 from breastus.models._segmentation import split_outputs
-from breastus._lesion_decision import check_decision, decide_indices, lesion_scores
 from breastus.prediction._lesion import (
     InputGeometry,
     check_spacing,

@@ -20,9 +20,9 @@ from breastus._device import resolve_device
 from breastus._errors import CheckpointError, ConfigError, DataError
 from breastus._metrics import compute_metrics
 from breastus._run_files import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT
+from breastus._segmentation_metrics import overlap_counts, segmentation_metrics
 from breastus.data._cache import ImageCache
 from breastus.data._dataset import MASK_UNKNOWN, NORMAL_CLASS, UltrasoundDataset
-from breastus._segmentation_metrics import overlap_counts, segmentation_metrics
 from breastus.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from breastus.models._factory import build_model
 from breastus.models._info import ModelInfo
