@@ -23,7 +23,11 @@ def _parser_options(command: str) -> dict[str, str]:
     (module,) = [m for m in COMMANDS if command == m.NAME]
     module.add_arguments(parser)
     options = {option for action in parser._actions for option in action.option_strings}
-    special = {"early_stopping_patience": "--early-stopping", "num_workers": "--workers"}
+    special = {
+        "early_stopping_patience": "--early-stopping",
+        "num_workers": "--workers",
+        "lesion_min_normal_recall": "--lesion-normal-recall",
+    }
     found: dict[str, str] = {}
     for name in TrainConfig.__dataclass_fields__:
         option = special.get(name, "--" + name.replace("_", "-"))

@@ -121,6 +121,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lesion-normal-recall",
+        dest="lesion_min_normal_recall",
         type=float,
         default=defaults.lesion_min_normal_recall,
         help="unet/<encoder> models: share of validation normals the calibrated lesion threshold keeps normal",
@@ -160,7 +161,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         ),
         augmentation=getattr(args, "augmentation", "default"),
         seg_loss_weight=getattr(args, "seg_loss_weight", TrainConfig().seg_loss_weight),
-        lesion_min_normal_recall=getattr(args, "lesion_normal_recall", TrainConfig().lesion_min_normal_recall),
+        lesion_min_normal_recall=getattr(args, "lesion_min_normal_recall", TrainConfig().lesion_min_normal_recall),
     )
 
 

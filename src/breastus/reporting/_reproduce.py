@@ -44,6 +44,8 @@ _SHARED_OPTIONS: dict[str, str] = {
     "val_size": "--val-size",
     "progress": "--no-progress",
     "augmentation": "--augmentation",
+    "seg_loss_weight": "--seg-loss-weight",
+    "lesion_min_normal_recall": "--lesion-normal-recall",
 }
 
 COMMAND_OPTIONS: dict[str, dict[str, str]] = {
