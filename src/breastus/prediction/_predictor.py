@@ -343,6 +343,8 @@ class Predictor:
         if not self.multitask:
             return _Item(self.preprocess(image), path)
         gray, _ = _as_grayscale(image)
+        if spacing is None:  # DICOM files carry their pixel spacing (breastus.data.read_dicom)
+            spacing = gray.info.get("pixel_spacing_mm")
         pixels = TF.pil_to_tensor(gray)
         height, width = int(pixels.shape[-2]), int(pixels.shape[-1])
         crop = (0, height, 0, width)
