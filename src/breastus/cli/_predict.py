@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="CPU arithmetic (auto: bf16 where the CPU computes it natively, AVX-512 BF16/AMX; else fp32)",
+    )
+    parser.add_argument(
         "--on-error", choices=["raise", "skip"], default="raise", help="what to do with unreadable images"
     )
 
@@ -43,7 +49,9 @@ def expand_paths(paths: Sequence[str]) -> Iterator[Path]:
 
 def run(args: argparse.Namespace) -> int:
     """Predict and print (or write) the results as they come."""
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, tta=args.tta, batch_size=args.batch_size)
+    predictor = Predictor.from_checkpoint(
+        args.checkpoint, device=args.device, tta=args.tta, batch_size=args.batch_size, precision=args.precision
+    )
     predictions = predictor.predict_paths(expand_paths(args.paths), on_error=args.on_error)
     names = predictor.class_names
     count = 0

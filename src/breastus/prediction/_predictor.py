@@ -18,6 +18,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from breastus._device import resolve_device
 from breastus._errors import CheckpointError, ConfigError, DataError
+from breastus._precision import autocast, cpu_autocast_dtype, precision_label
 from breastus.data._dataset import is_mask_file, natural_key
 from breastus.data._io import IMAGE_SUFFIXES, load_image, to_grayscale
 from breastus.models._checkpoint import Checkpoint, load_checkpoint
@@ -131,6 +132,16 @@ class Predictor:
     preprocessing : Preprocessing, optional
         Field-of-view crop, intensity standardisation and resize mode (default
         ``Preprocessing()``); :meth:`from_checkpoint` uses the checkpoint's.
+    precision : {"auto", "fp32", "bf16"}, default="auto"
+        CPU arithmetic of an eager PyTorch model, chosen as ``TrainConfig.precision``
+        is: bfloat16 autocast (with channels_last) where the CPU computes bfloat16
+        natively, float32 elsewhere. Probabilities are computed from float32-cast
+        logits in float64 whichever runs. TorchScript and ONNX models keep float32.
+
+    Attributes
+    ----------
+    precision : str
+        What runs: ``"fp32"`` or ``"bf16"``.
 
     Examples
     --------
@@ -153,6 +164,7 @@ class Predictor:
         temperature: float = 1.0,
         batch_size: int = 32,
         preprocessing: Preprocessing | None = None,
+        precision: str = "auto",
     ) -> None:
         if not temperature > 0:
             raise ConfigError(f"temperature must be a float > 0. Got {temperature!r} instead.")
@@ -175,6 +187,12 @@ class Predictor:
         # A model run outside PyTorch (ONNX Runtime) gets its batches built without PyTorch's
         # thread pool, whose spinning threads would otherwise compete with the runtime's own.
         self._host_batches = bool(getattr(model, "host_batches", False))
+        eager = not self._host_batches and not isinstance(model, torch.jit.ScriptModule)
+        dtype = cpu_autocast_dtype(precision)
+        self._autocast_dtype = dtype if eager and self.device.type == "cpu" else None
+        if self._autocast_dtype is not None:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.precision = precision_label(self._autocast_dtype)
 
     def _torch_threads(self) -> AbstractContextManager[None]:
         """One PyTorch thread while preparing inputs for a model that runs outside PyTorch."""
@@ -188,6 +206,7 @@ class Predictor:
         tta: bool = False,
         batch_size: int = 32,
         backend: str = "torch",
+        precision: str = "auto",
     ) -> Predictor:
         """Load a breastus checkpoint (``best.pt``, ``last.pt`` or a run folder).
 
@@ -195,6 +214,7 @@ class Predictor:
         (``"torchscript"``) or exported to ONNX in memory and run by ONNX Runtime
         (``"onnxruntime"``, needs ``breastus[onnx]``); probabilities agree to about
         1e-6. :meth:`from_exported` loads a file written by ``breastus export``.
+        ``precision``: see :class:`Predictor` (eager ``"torch"`` backend only).
 
         Raises
         ------
@@ -206,7 +226,9 @@ class Predictor:
         """
         checkpoint = load_checkpoint(path)
         try:
-            return cls.from_loaded(checkpoint, device=device, tta=tta, batch_size=batch_size, backend=backend)
+            return cls.from_loaded(
+                checkpoint, device=device, tta=tta, batch_size=batch_size, backend=backend, precision=precision
+            )
         except CheckpointError as exc:  # the model is rebuilt here: name the file it came from
             raise CheckpointError(f"Checkpoint {str(path)!r}: {exc}") from exc
 
@@ -249,6 +271,7 @@ class Predictor:
         tta: bool = False,
         batch_size: int = 32,
         backend: str = "torch",
+        precision: str = "auto",
     ) -> Predictor:
         """Build a Predictor from an already loaded :class:`~breastus.models.Checkpoint` (``backend``: see :meth:`from_checkpoint`)."""
         from breastus.export._api import backend_model
@@ -264,6 +287,7 @@ class Predictor:
             temperature=checkpoint.temperature,
             batch_size=batch_size,
             preprocessing=preprocessing,
+            precision=precision,
         )
 
     def preprocess(self, image: ImageInput) -> torch.Tensor:
@@ -288,12 +312,20 @@ class Predictor:
             batch = torch.from_numpy(np.stack([t.numpy() for t in tensors]))
         else:
             batch = torch.stack(list(tensors)).to(self.device)
+            if self._autocast_dtype is not None:
+                batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            probabilities = torch.softmax(self.model(batch).double() / self.temperature, dim=1)
+            probabilities = torch.softmax(self._logits(batch) / self.temperature, dim=1)
             if self.tta:
-                mirrored = self.model(torch.flip(batch, dims=[3])).double()
+                mirrored = self._logits(torch.flip(batch, dims=[3]))
                 probabilities = (probabilities + torch.softmax(mirrored / self.temperature, dim=1)) / 2
         return probabilities.cpu().numpy()
+
+    def _logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """The model's logits as float64 (computed under autocast when :attr:`precision` is bf16)."""
+        with autocast(self.device, self._autocast_dtype):
+            logits: torch.Tensor = self.model(batch)
+        return logits.double()
 
     def _to_prediction(self, row: np.ndarray, path: str | None) -> Prediction:
         probabilities = {name: float(p) for name, p in zip(self.class_names, row, strict=True)}
