@@ -113,13 +113,15 @@ def test_forced_bf16_run_keeps_float32_weights_and_records_precision(tiny_folder
 
 def test_fp32_run_records_fp32(tiny_folder: Path, tmp_path: Path) -> None:
     data = UltrasoundDataset.from_folder(tiny_folder)
-    history = Trainer(CONFIG.replace(precision="fp32"), tmp_path).fit(data.subset(range(24)), data.subset(range(24, 30)))
+    history = Trainer(CONFIG.replace(precision="fp32"), tmp_path).fit(
+        data.subset(range(24)), data.subset(range(24, 30))
+    )
     assert history.records[0].precision == "fp32"
 
 
 @pytest.mark.parametrize("value", ["float16", "bfloat16", "", None, True])
 def test_invalid_precision_names_the_parameter(value: object) -> None:
-    with pytest.raises(ConfigError, match="'precision' parameter of TrainConfig.*'auto', 'fp32', 'bf16'"):
+    with pytest.raises(ConfigError, match=r"'precision' parameter of TrainConfig.*'auto', 'fp32', 'bf16'"):
         TrainConfig(precision=value)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="'precision'"):
         precision_module.cpu_autocast_dtype(value)  # type: ignore[arg-type]
