@@ -42,6 +42,12 @@ class ExportMetadata:
     preprocessing : dict
         :class:`~breastus.transforms.Preprocessing` as plain values (empty: defaults).
     breastus_version : str
+    quantized : str or None
+        ``"int8"`` for a statically quantized model (see
+        :func:`~breastus.export.export_model`), ``None`` for float32.
+    calibration : dict
+        What an int8 model was calibrated on: the folder's name (never its full
+        path), the image count, seed and method; empty for float32.
 
     """
 
@@ -51,6 +57,8 @@ class ExportMetadata:
     temperature: float = 1.0
     preprocessing: dict[str, Any] = field(default_factory=dict)
     breastus_version: str = __version__
+    quantized: str | None = None
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint) -> ExportMetadata:
@@ -66,6 +74,11 @@ class ExportMetadata:
     def to_strings(self) -> dict[str, str]:
         """String key/value pairs (values JSON where not plain text), as stored in the file."""
         info = self.model_info
+        quantization = (
+            {"quantized": self.quantized, "calibration": json.dumps(self.calibration, sort_keys=True)}
+            if self.quantized is not None
+            else {}
+        )
         return {
             "format": EXPORT_FORMAT,
             "format_version": str(EXPORT_FORMAT_VERSION),
@@ -82,6 +95,7 @@ class ExportMetadata:
             "to 3 channels, scaled to [0, 1], normalised with mean and std",
             "output": f"{OUTPUT_NAME}: float32 (N, {len(self.class_names)}) in class_names order; "
             "probabilities = softmax(logits / temperature)",
+            **quantization,
         }
 
     @classmethod
@@ -112,6 +126,8 @@ class ExportMetadata:
                 temperature=float(values.get("temperature", "1.0")),
                 preprocessing=dict(json.loads(values.get("preprocessing", "{}"))),
                 breastus_version=values.get("breastus_version", "unknown"),
+                quantized=values.get("quantized"),
+                calibration=dict(json.loads(values.get("calibration", "{}"))),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"The breastus metadata of {source!r} is incomplete or damaged ({exc!r}).") from exc
