@@ -312,8 +312,6 @@ class Predictor:
             batch = torch.from_numpy(np.stack([t.numpy() for t in tensors]))
         else:
             batch = torch.stack(list(tensors)).to(self.device)
-            if self._autocast_dtype is not None:
-                batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             probabilities = torch.softmax(self._logits(batch) / self.temperature, dim=1)
             if self.tta:
@@ -322,7 +320,9 @@ class Predictor:
         return probabilities.cpu().numpy()
 
     def _logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """The model's logits as float64 (computed under autocast when :attr:`precision` is bf16)."""
+        """The model's logits as float64 (computed under autocast, channels-last, when :attr:`precision` is bf16)."""
+        if self._autocast_dtype is not None:
+            batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self._autocast_dtype):
             logits: torch.Tensor = self.model(batch)
         return logits.double()
