@@ -54,7 +54,7 @@ def export_model(
         ONNX opset version (ONNX only).
     quantize : {"int8"} or None, default=None
         ``"int8"``: ONNX Runtime static quantization (QDQ, per-channel int8
-        weights, int8 activations) calibrated on ``calibration`` (ONNX only; see
+        weights, uint8 activations) calibrated on ``calibration`` (ONNX only; see
         :func:`~breastus.export.int8_onnx_bytes`). The metadata then records
         ``quantized="int8"`` and the calibration folder's name and image count.
     calibration : str or pathlib.Path, optional
