@@ -40,17 +40,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from seed_loop import FolderDataset, baseline_transforms
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
-from torchvision import models, transforms
+from torchvision import models
 
 from breastus import Predictor, TrainConfig, Trainer, UltrasoundDataset, __version__, compute_metrics
 from breastus.data import train_val_test_split
@@ -58,7 +57,6 @@ from breastus.models import Checkpoint, build_model, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("BREASTUS_DATA", ROOT.parent / "shared" / "datasets" / "busi"))
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 BACKENDS = ("torch", "torchscript", "onnxruntime")
 
 
@@ -99,36 +97,6 @@ def flops_per_image(size: int) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------- (a) the baseline
-
-
-class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
-    """How the student project read BUSI: open, convert and transform each PNG on every access."""
-
-    def __init__(self, paths: list[Path], labels: list[int], transform: Callable[[Image.Image], torch.Tensor]):
-        self.paths, self.labels, self.transform = paths, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = Image.open(self.paths[index]).convert("RGB")
-        return self.transform(image), self.labels[index]
-
-
-def baseline_transforms(size: int) -> tuple[Any, Any]:
-    train = transforms.Compose(
-        [
-            transforms.Resize((size, size)),
-            transforms.RandomHorizontalFlip(),
-            transforms.RandomRotation(10),
-            transforms.ToTensor(),
-            transforms.Normalize(MEAN, STD),
-        ]
-    )
-    evaluate = transforms.Compose(
-        [transforms.Resize((size, size)), transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
-    )
-    return train, evaluate
 
 
 def baseline_fit(
@@ -178,6 +146,7 @@ def baseline_fit(
                 torch.cat(labels_seen).numpy(), torch.cat(probabilities).numpy(), train.class_names
             )
             record["val_macro_f1"] = metrics.macro_f1
+            record["val_macro_auc"] = metrics.macro_auc
         record["seconds"] = time.perf_counter() - started
         records.append(record)
     return records

@@ -51,6 +51,8 @@ from breastus._errors import DataError as DataError
 from breastus._errors import WeightsUnavailableError as WeightsUnavailableError
 from breastus._pipeline import RunResult as RunResult
 from breastus._pipeline import train_and_evaluate as train_and_evaluate
+from breastus._precision import cpu_features as cpu_features
+from breastus._precision import has_fast_bf16 as has_fast_bf16
 from breastus._version import __version__ as __version__
 from breastus.data import DEFAULT_CLASS_NAMES as DEFAULT_CLASS_NAMES
 from breastus.data import AuditReport as AuditReport
@@ -118,6 +120,7 @@ __all__ = [
     "audit",
     "compute_binary_metrics",
     "compute_metrics",
+    "cpu_features",
     "create_model",
     "cross_validate",
     "eval_transform",
@@ -126,6 +129,7 @@ __all__ = [
     "expected_calibration_error",
     "export_model",
     "fit_temperature",
+    "has_fast_bf16",
     "kfold_indices",
     "list_models",
     "load_checkpoint",

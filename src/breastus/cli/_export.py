@@ -9,6 +9,7 @@ import torch
 from breastus._errors import CheckpointError
 from breastus.export._api import export_model, load_exported
 from breastus.export._onnx import DEFAULT_OPSET
+from breastus.export._quantize import DEFAULT_CALIBRATION_SIZE, QUANTIZE_MODES, calibration_images
 from breastus.models._checkpoint import load_checkpoint
 from breastus.models._segmentation import split_outputs
 
@@ -22,6 +23,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="output format")
     parser.add_argument("--out", required=True, metavar="FILE", help="output file (e.g. model.onnx, model.ts)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version")
+    parser.add_argument(
+        "--quantize",
+        choices=list(QUANTIZE_MODES),
+        default=None,
+        help="int8: ONNX Runtime static quantization (QDQ, per-channel weights) calibrated on --calibration",
+    )
+    parser.add_argument(
+        "--calibration",
+        metavar="DATA_DIR",
+        help="folder of training images (never test images) for the int8 ranges; needed with --quantize",
+    )
+    parser.add_argument(
+        "--calibration-size",
+        type=int,
+        default=DEFAULT_CALIBRATION_SIZE,
+        metavar="N",
+        help="calibration images taken from DATA_DIR (a seeded sample)",
+    )
     parser.add_argument(
         "--no-check",
         action="store_true",
@@ -51,17 +70,48 @@ def max_probability_difference(checkpoint_path: str, exported_path: str, batch: 
     return difference
 
 
+def int8_agreement(checkpoint_path: str, exported_path: str, folder: str, count: int = 16) -> tuple[float, float]:
+    """Label agreement and largest |Δ probability| of an int8 export against the float32 checkpoint.
+
+    Measured on ``count`` images of ``folder`` (the calibration folder: int8 models are
+    compared on real images, where their ranges hold, not on random inputs).
+    """
+    from breastus.prediction._predictor import Predictor
+
+    paths = [str(p) for p in calibration_images(folder, count, seed=1)]
+    reference = Predictor.from_checkpoint(checkpoint_path, device="cpu", precision="fp32").predict_proba(paths)
+    int8 = Predictor.from_exported(exported_path, device="cpu").predict_proba(paths)
+    agreement = float((reference.argmax(axis=1) == int8.argmax(axis=1)).mean())
+    return agreement, float(abs(reference - int8).max())
+
+
 def run(args: argparse.Namespace) -> int:
     """Export, then (unless ``--no-check``) compare the file's output with eager PyTorch."""
-    out = export_model(args.checkpoint, args.out, format=args.format, opset=args.opset)
+    out = export_model(
+        args.checkpoint,
+        args.out,
+        format=args.format,
+        opset=args.opset,
+        quantize=args.quantize,
+        calibration=args.calibration,
+        calibration_size=args.calibration_size,
+    )
     size_mb = out.stat().st_size / 1e6
     outputs = (
         "outputs 'mask_logits', 'class_logits'"
         if load_checkpoint(args.checkpoint).model_info.is_multitask
         else "output 'logits'"
     )
-    print(f"Wrote {out} ({args.format}, {size_mb:.1f} MB; input 'image' (N, 3, S, S), {outputs}).")
+    kind = args.format if args.quantize is None else f"{args.format}, {args.quantize}"
+    print(f"Wrote {out} ({kind}, {size_mb:.1f} MB; input 'image' (N, 3, S, S), {outputs}).")
     if args.no_check:
+        return 0
+    if args.quantize is not None:
+        agreement, difference = int8_agreement(args.checkpoint, str(out), args.calibration)
+        print(
+            f"Check: int8 labels agree with float32 on {agreement:.0%} of 16 calibration images; "
+            f"max |Δ probability| = {difference:.3f} (figures on a test split: benchmarks/int8.py)"
+        )
         return 0
     difference = max_probability_difference(args.checkpoint, str(out))
     print(f"Check: max |Δ probability| against eager PyTorch on 3 random inputs = {difference:.2e}")

@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="CPU arithmetic (auto: bf16 where the CPU computes it natively, AVX-512 BF16/AMX; else fp32)",
+    )
+    parser.add_argument(
         "--on-error", choices=["raise", "skip"], default="raise", help="what to do with unreadable images"
     )
     parser.add_argument(
@@ -127,7 +133,9 @@ def run(args: argparse.Namespace) -> int:
     frames = args.frames is not None
     chosen = parse_frames(args.frames) if frames else None  # a bad value fails before the model loads
     predictor = Predictor.from_checkpoint(
-        args.checkpoint, device=args.device, tta=args.tta, batch_size=args.batch_size, decision=args.decision
+        args.checkpoint, device=args.device, tta=args.tta, batch_size=args.batch_size,
+        decision=args.decision,
+        precision=args.precision,
     )
     if args.masks and not predictor.multitask:
         raise ConfigError(

@@ -81,6 +81,19 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="mixed-precision type on CUDA (auto: bfloat16 where supported)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default=defaults.precision,
+        help="CPU arithmetic (auto: bf16 autocast where the CPU computes bf16 natively, AVX-512 BF16/AMX; else fp32)",
+    )
+    parser.add_argument(
+        "--progressive-resize",
+        type=parse_progressive_resize,
+        default=None,
+        metavar="EPOCH:SIZE,...",
+        help="train at SIZE px from EPOCH on, e.g. 1:128,4:224 (validation stays at --image-size)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument(
         "--batch-augment",
@@ -128,6 +141,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def parse_progressive_resize(text: str) -> tuple[tuple[int, int], ...]:
+    """``"1:128,4:224"`` -> ``((1, 128), (4, 224))`` (the ``--progressive-resize`` value)."""
+    try:
+        return tuple((int(e), int(s)) for e, s in (step.split(":") for step in text.split(",")))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected EPOCH:SIZE steps separated by commas, e.g. 1:128,4:224; got {text!r}"
+        ) from exc
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The :class:`TrainConfig` described by parsed ``train`` options."""
     return TrainConfig(
@@ -151,6 +174,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         group_duplicates=not getattr(args, "no_group_duplicates", False),
         amp=not args.no_amp,
         amp_dtype=args.amp_dtype,
+        precision=getattr(args, "precision", "auto"),
+        progressive_resize=getattr(args, "progressive_resize", None),
         progress=not args.no_progress,
         batch_augment=getattr(args, "batch_augment", False),
         compile=getattr(args, "compile", False),

@@ -502,3 +502,26 @@ class UltrasoundDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
             raise DataError(f"groups must have one entry per sample ({len(self.samples)}). Got {len(groups)} instead.")
         samples = [Sample(s.path, s.label, s.mask_paths, g) for s, g in zip(self.samples, groups, strict=True)]
         return UltrasoundDataset(samples, self.class_names, self.transform, cache=self.cache, with_masks=self.with_masks)
+
+
+def iter_images(folder: str | Path, recursive: bool = True) -> Iterator[Path]:
+    """Image files under ``folder`` in sorted order, lesion masks and hidden files excluded.
+
+    Raises
+    ------
+    DataError
+        If ``folder`` does not exist or is not a folder.
+
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"Folder {str(root)!r} does not exist or is not a folder.")
+    pattern = "**/*" if recursive else "*"
+    for path in sorted(root.glob(pattern), key=lambda p: natural_key(p.relative_to(root))):
+        if (
+            path.is_file()
+            and path.suffix.lower() in IMAGE_SUFFIXES
+            and not is_mask_file(path)
+            and not any(part.startswith(".") for part in path.relative_to(root).parts)
+        ):
+            yield path

@@ -28,7 +28,6 @@ from breastus._metrics import check_probabilities
 from breastus._run_files import BEST_CHECKPOINT
 from breastus.data._dataset import UltrasoundDataset
 from breastus.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from breastus.models._segmentation import split_outputs
 from breastus.prediction._predictor import Predictor
 
 DEFAULT_BINS = 15
@@ -262,14 +261,21 @@ def checkpoint_logits(
         If the dataset has a class the checkpoint does not predict.
 
     """
-    names = tuple(checkpoint.class_names)
+    predictor = Predictor.from_loaded(checkpoint, device=device, batch_size=batch_size)
+    return _predictor_logits(predictor, dataset, batch_size)
+
+
+def _predictor_logits(
+    predictor: Predictor, dataset: UltrasoundDataset, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`checkpoint_logits` with a Predictor already built (one model for several datasets)."""
+    names = tuple(predictor.class_names)
     unknown = [c for c in dataset.class_names if c not in names]
     if unknown:
         raise DataError(
             f"The dataset has class(es) {unknown} that the model does not predict; it predicts {list(names)}."
         )
     remap = np.array([names.index(c) for c in dataset.class_names], dtype=np.int64)
-    predictor = Predictor.from_loaded(checkpoint, device=device, batch_size=batch_size)
     return _logits(predictor, dataset, batch_size), remap[dataset.labels]
 
 
@@ -278,8 +284,7 @@ def _logits(predictor: Predictor, dataset: UltrasoundDataset, batch_size: int = 
     outputs = []
     with torch.inference_mode():
         for images, _ in DataLoader(data, batch_size=batch_size):
-            _, logits = split_outputs(predictor.model(images.to(predictor.device)))  # class logits of any model
-            outputs.append(logits.double().cpu())
+            outputs.append(predictor._outputs(images.to(predictor.device))[1].cpu())  # the Predictor's precision
     return torch.cat(outputs).numpy()
 
 
@@ -326,11 +331,12 @@ def calibrate_checkpoint(
     checkpoint = load_checkpoint(file)
     if len(val) == 0:
         raise DataError("Cannot fit a temperature on an empty validation set.")
-    logits, labels = checkpoint_logits(checkpoint, val, device)
+    predictor = Predictor.from_loaded(checkpoint, device=device)  # one model for val and test
+    logits, labels = _predictor_logits(predictor, val)
     temperature = fit_temperature(logits, labels)
     test_figures = None
     if test is not None and len(test) > 0:
-        test_logits, test_labels = checkpoint_logits(checkpoint, test, device)
+        test_logits, test_labels = _predictor_logits(predictor, test)
         test_figures = calibration_figures(test_logits, test_labels, temperature, n_bins)
     checkpoint.temperature = temperature
     save_checkpoint(checkpoint, file)

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import timm
 import torch
 import torchvision
 from torch import nn
@@ -215,6 +214,8 @@ def find_target_layer(
         raise ConfigError(
             f"layer must be None, a dotted module path (str) or a torch.nn.Module. Got {type(layer).__name__} instead."
         )
+    import timm  # imported here: only CAMs of timm models need it
+
     if isinstance(model, (torchvision.models.ResNet, timm.models.resnet.ResNet)):
         return "layer4", model.get_submodule("layer4")
     if isinstance(model, timm.models.efficientnet.EfficientNet):

@@ -11,6 +11,7 @@ from torch import nn
 from breastus._errors import CheckpointError, ConfigError
 from breastus.export._metadata import ExportMetadata
 from breastus.export._onnx import DEFAULT_OPSET, OnnxRuntimeModule, export_onnx, load_onnx, onnx_bytes
+from breastus.export._quantize import DEFAULT_CALIBRATION_SIZE, QUANTIZE_MODES, export_int8_onnx
 from breastus.export._torchscript import export_torchscript, load_torchscript, torchscript_bytes
 from breastus.models._checkpoint import Checkpoint, load_checkpoint
 
@@ -29,6 +30,9 @@ def export_model(
     out: str | Path,
     format: ExportFormat = "onnx",
     opset: int = DEFAULT_OPSET,
+    quantize: str | None = None,
+    calibration: str | Path | None = None,
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE,
 ) -> Path:
     """Export a trained model to ONNX or TorchScript, self-described by :class:`ExportMetadata`.
 
@@ -51,6 +55,16 @@ def export_model(
     format : {"onnx", "torchscript"}, default="onnx"
     opset : int, default=17
         ONNX opset version (ONNX only).
+    quantize : {"int8"} or None, default=None
+        ``"int8"``: ONNX Runtime static quantization (QDQ, per-channel int8
+        weights, uint8 activations) calibrated on ``calibration`` (ONNX only; see
+        :func:`~breastus.export.int8_onnx_bytes`). The metadata then records
+        ``quantized="int8"`` and the calibration folder's name and image count.
+    calibration : str or pathlib.Path, optional
+        Folder of training images (never test images) for the int8 ranges;
+        required with ``quantize``.
+    calibration_size : int, default=128
+        Calibration images taken from ``calibration`` (a seeded sample).
 
     Returns
     -------
@@ -60,7 +74,10 @@ def export_model(
     Raises
     ------
     ConfigError
-        Unknown ``format``, or the ``onnx`` package is missing.
+        Unknown ``format`` or ``quantize``, ``quantize`` without ``calibration`` or with
+        TorchScript, or the ``onnx`` package is missing.
+    DataError
+        The calibration folder holds no image.
     CheckpointError
         The checkpoint cannot be read.
 
@@ -73,7 +90,19 @@ def export_model(
     """
     if format not in ("onnx", "torchscript"):
         raise ConfigError(f"format must be 'onnx' or 'torchscript'. Got {format!r} instead.")
+    if quantize is not None:
+        if quantize not in QUANTIZE_MODES:
+            raise ConfigError(f"quantize must be None or one of {list(QUANTIZE_MODES)}. Got {quantize!r} instead.")
+        if format != "onnx":
+            raise ConfigError(f"quantize={quantize!r} needs format='onnx'. Got format={format!r} instead.")
+        if calibration is None:
+            raise ConfigError(
+                f"quantize={quantize!r} needs calibration images: pass calibration=FOLDER (training images; "
+                "--calibration DATA_DIR on the command line)."
+            )
     loaded = _checkpoint(checkpoint)
+    if quantize is not None and calibration is not None:
+        return export_int8_onnx(loaded, out, calibration, calibration_size, opset=opset)
     if format == "onnx":
         return export_onnx(loaded, out, opset)
     return export_torchscript(loaded, out)

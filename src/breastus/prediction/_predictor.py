@@ -20,10 +20,10 @@ from torchvision.transforms.v2 import functional as TF
 from breastus._device import resolve_device
 from breastus._errors import CheckpointError, ConfigError, DataError
 from breastus._lesion_decision import check_decision, decide_indices, lesion_scores
-from breastus.data._dataset import is_mask_file, natural_key
+from breastus._precision import autocast, cpu_autocast_dtype, precision_label
+from breastus.data._dataset import iter_images as iter_images
 from breastus.data._inputs import ImageInput as ImageInput
 from breastus.data._inputs import as_grayscale
-from breastus.data._io import IMAGE_SUFFIXES
 from breastus.models._checkpoint import Checkpoint, load_checkpoint
 from breastus.models._info import ModelInfo
 from breastus.models._segmentation import split_outputs
@@ -150,6 +150,16 @@ class Predictor:
         The calibrated lesion threshold (``Checkpoint.lesion_threshold``).
     mask_cut : float, default=0.5
         Pixels whose lesion probability is at least this are in the mask.
+    precision : {"auto", "fp32", "bf16"}, default="auto"
+        CPU arithmetic of an eager PyTorch model, chosen as ``TrainConfig.precision``
+        is: bfloat16 autocast (with channels_last) where the CPU computes bfloat16
+        natively, float32 elsewhere. Probabilities are computed from float32-cast
+        logits in float64 whichever runs. TorchScript and ONNX models keep float32.
+
+    Attributes
+    ----------
+    precision : str
+        What runs: ``"fp32"`` or ``"bf16"``.
 
     Examples
     --------
@@ -175,6 +185,7 @@ class Predictor:
         decision: str | None = None,
         lesion_threshold: float | None = None,
         mask_cut: float = 0.5,
+        precision: str = "auto",
     ) -> None:
         if not temperature > 0:
             raise ConfigError(f"temperature must be a float > 0. Got {temperature!r} instead.")
@@ -224,6 +235,12 @@ class Predictor:
         self._uncropped_transform = eval_transform(
             self.image_size, model_info.mean, model_info.std, replace(self.preprocessing, crop=False)
         )
+        eager = not self._host_batches and not isinstance(model, torch.jit.ScriptModule)
+        dtype = cpu_autocast_dtype(precision)
+        self._autocast_dtype = dtype if eager and self.device.type == "cpu" else None
+        if self._autocast_dtype is not None:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.precision = precision_label(self._autocast_dtype)
 
     def _torch_threads(self) -> AbstractContextManager[None]:
         """One PyTorch thread while preparing inputs for a model that runs outside PyTorch."""
@@ -238,6 +255,7 @@ class Predictor:
         batch_size: int = 32,
         backend: str = "torch",
         decision: str | None = None,
+        precision: str = "auto",
     ) -> Predictor:
         """Load a breastus checkpoint (``best.pt``, ``last.pt`` or a run folder).
 
@@ -246,6 +264,7 @@ class Predictor:
         (``"onnxruntime"``, needs ``breastus[onnx]``); probabilities agree to about
         1e-6. :meth:`from_exported` loads a file written by ``breastus export``.
         ``decision``: see :class:`Predictor` (the checkpoint's ``lesion_threshold`` is used).
+        ``precision``: see :class:`Predictor` (eager ``"torch"`` backend only).
 
         Raises
         ------
@@ -258,7 +277,13 @@ class Predictor:
         checkpoint = load_checkpoint(path)
         try:
             return cls.from_loaded(
-                checkpoint, device=device, tta=tta, batch_size=batch_size, backend=backend, decision=decision
+                checkpoint,
+                device=device,
+                tta=tta,
+                batch_size=batch_size,
+                backend=backend,
+                decision=decision,
+                precision=precision,
             )
         except CheckpointError as exc:  # the model is rebuilt here: name the file it came from
             raise CheckpointError(f"Checkpoint {str(path)!r}: {exc}") from exc
@@ -312,6 +337,7 @@ class Predictor:
         batch_size: int = 32,
         backend: str = "torch",
         decision: str | None = None,
+        precision: str = "auto",
     ) -> Predictor:
         """Build a Predictor from an already loaded :class:`~breastus.models.Checkpoint` (``backend``: see :meth:`from_checkpoint`)."""
         from breastus.export._api import backend_model
@@ -329,6 +355,7 @@ class Predictor:
             preprocessing=preprocessing,
             decision=decision,
             lesion_threshold=getattr(checkpoint, "lesion_threshold", None),
+            precision=precision,
         )
 
     def preprocess(self, image: ImageInput) -> torch.Tensor:
@@ -381,18 +408,29 @@ class Predictor:
         else:
             batch = torch.stack(list(tensors)).to(self.device)
         with torch.inference_mode():
-            mask_logits, logits = split_outputs(self.model(batch))
-            probabilities = torch.softmax(logits.double() / self.temperature, dim=1)
-            lesion = None if mask_logits is None else torch.sigmoid(mask_logits.float())[:, 0]
+            mask_logits, logits = self._outputs(batch)
+            probabilities = torch.softmax(logits / self.temperature, dim=1)
+            lesion = None if mask_logits is None else torch.sigmoid(mask_logits)[:, 0]
             if self.tta:
-                mirrored_mask, mirrored = split_outputs(self.model(torch.flip(batch, dims=[3])))
-                probabilities = (probabilities + torch.softmax(mirrored.double() / self.temperature, dim=1)) / 2
+                mirrored_mask, mirrored = self._outputs(torch.flip(batch, dims=[3]))
+                probabilities = (probabilities + torch.softmax(mirrored / self.temperature, dim=1)) / 2
                 if lesion is not None and mirrored_mask is not None:
-                    lesion = (lesion + torch.flip(torch.sigmoid(mirrored_mask.float())[:, 0], dims=[2])) / 2
+                    lesion = (lesion + torch.flip(torch.sigmoid(mirrored_mask)[:, 0], dims=[2])) / 2
         return probabilities.cpu().numpy(), None if lesion is None else lesion.cpu().numpy()
 
     def _proba_batch(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
         return self._forward(tensors)[0]
+
+    def _outputs(self, batch: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Lesion logits (float32, multi-task models; else ``None``) and class logits (float64) of a batch.
+
+        Computed under autocast, channels-last, when :attr:`precision` is bf16.
+        """
+        if self._autocast_dtype is not None:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self._autocast_dtype):
+            mask_logits, logits = split_outputs(self.model(batch))
+        return None if mask_logits is None else mask_logits.float(), logits.double()
 
     def _to_prediction(self, row: np.ndarray, path: str | None) -> Prediction:
         probabilities = {name: float(p) for name, p in zip(self.class_names, row, strict=True)}
@@ -765,26 +803,3 @@ def _single_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def iter_images(folder: str | Path, recursive: bool = True) -> Iterator[Path]:
-    """Image files under ``folder`` in sorted order, lesion masks and hidden files excluded.
-
-    Raises
-    ------
-    DataError
-        If ``folder`` does not exist or is not a folder.
-
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise DataError(f"Folder {str(root)!r} does not exist or is not a folder.")
-    pattern = "**/*" if recursive else "*"
-    for path in sorted(root.glob(pattern), key=lambda p: natural_key(p.relative_to(root))):
-        if (
-            path.is_file()
-            and path.suffix.lower() in IMAGE_SUFFIXES
-            and not is_mask_file(path)
-            and not any(part.startswith(".") for part in path.relative_to(root).parts)
-        ):
-            yield path

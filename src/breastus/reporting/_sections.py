@@ -168,6 +168,8 @@ def protocol_section(run: Run) -> list[str]:
         ("val_size", "validation fraction"),
         ("test_size", "test fraction"),
         ("group_duplicates", "duplicates grouped"),
+        ("precision", "precision setting (CPU)"),
+        ("progressive_resize", "progressive resizing (epoch, px)"),
     ]
     lines += table(["setting", "value"], [[label, cfg.get(key)] for key, label in keys if key in cfg])
     lines.append("")
@@ -181,6 +183,13 @@ def protocol_section(run: Run) -> list[str]:
         lines.append(
             f"Trained {len(run.history)} epoch(s) in {seconds / 60:.1f} min; best validation macro-F1 "
             f"{fmt(best.get('val_macro_f1'))} at epoch {best.get('epoch')}."
+        )
+        ran = sorted({str(r.get("precision", "fp32")) for r in run.history})
+        lines.append(
+            f"Arithmetic that ran: {' and '.join(ran)} (autocast; weights, checkpoints and probabilities "
+            "are float32)."
+            if ran != ["fp32"]
+            else "Arithmetic that ran: fp32."
         )
     lines.append("")
     return lines

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from breastus._errors import ConfigError
+from breastus._precision import PrecisionName, check_precision
 from breastus.data._dataset import DEFAULT_CLASS_NAMES
 from breastus.data._duplicates import DEFAULT_HASH_THRESHOLD
 from breastus.models._factory import parse_model_name
@@ -62,6 +63,21 @@ class TrainConfig:
     amp_dtype : {"auto", "bfloat16", "float16"}, default="auto"
         Mixed-precision type: ``"auto"`` takes bfloat16 where the GPU supports it,
         else float16; float16 trains with a gradient scaler.
+    precision : {"auto", "fp32", "bf16"}, default="auto"
+        Precision on the CPU: ``"auto"`` trains and validates under bfloat16
+        autocast where the CPU computes bfloat16 natively (AVX-512 BF16, AMX; see
+        :func:`breastus.has_fast_bf16`) and in float32 elsewhere; ``"bf16"``
+        forces autocast (slow where it is emulated), ``"fp32"`` turns it off.
+        Master weights, checkpoints and probabilities stay float32. On CUDA
+        ``amp`` and ``amp_dtype`` decide instead. The history records which ran.
+    progressive_resize : tuple of (int, int), optional
+        Progressive resizing, as ``((epoch, size), ...)`` steps: from ``epoch`` on
+        (1-based), train at ``size`` px, e.g. ``((1, 128), (4, 224))`` trains
+        epochs 1-3 at 128 px and the rest at 224 px. Epochs before the first step
+        train at ``image_size``. Epochs must increase, sizes must not decrease and
+        stay within [8, ``image_size``]. Validation, checkpoints and prediction
+        always use ``image_size``; cached images are kept at ``image_size`` and
+        downsampled on the fly (see :meth:`train_size`).
     num_workers : int, default=0
         DataLoader worker processes (0 suits small CPUs with the image cache on).
     cache_images : bool, default=True
@@ -122,6 +138,8 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     amp_dtype: AmpDtypeName = "auto"
+    precision: PrecisionName = "auto"
+    progressive_resize: tuple[tuple[int, int], ...] | None = None
     num_workers: int = 0
     cache_images: bool = True
     channels_last: bool = True
@@ -182,6 +200,8 @@ class TrainConfig:
             fail("preprocessing", "a Preprocessing or a dict of its fields")
         if self.amp_dtype not in ("auto", "bfloat16", "float16"):
             fail("amp_dtype", "one of 'auto', 'bfloat16', 'float16'")
+        check_precision(self.precision, "TrainConfig")
+        self._check_progressive_resize()
         if self.augmentation not in ("default", "scanner"):
             fail("augmentation", "'default' or 'scanner'")
         if self.batch_augment and not (self.cache_images and self.augmentation == "default"):
@@ -229,6 +249,44 @@ class TrainConfig:
         if not 0 < self.val_size <= 0.5:
             fail("val_size", "a float in the range (0, 0.5]")
 
+    def _check_progressive_resize(self) -> None:
+        steps = self.progressive_resize
+        if steps is None:
+            return
+        how = (
+            "None or increasing ((epoch, size), ...) steps with epochs >= 1 and sizes in [8, image_size], "
+            "e.g. ((1, 128), (4, 176))"
+        )
+        try:
+            pairs = tuple((e, s) for e, s in steps)
+        except (TypeError, ValueError):
+            pairs = ()
+        valid = all(isinstance(v, int) and not isinstance(v, bool) for pair in pairs for v in pair)
+        epochs = [e for e, _ in pairs]
+        sizes = [s for _, s in pairs]
+        if (
+            not valid
+            or not pairs
+            or epochs != sorted(set(epochs))
+            or epochs[0] < 1
+            or sizes != sorted(sizes)
+            or sizes[0] < 8
+            or sizes[-1] > self.image_size
+        ):
+            raise ConfigError(
+                f"The 'progressive_resize' parameter of TrainConfig must be {how} (image_size={self.image_size}). "
+                f"Got {steps!r} instead."
+            )
+        object.__setattr__(self, "progressive_resize", pairs)
+
+    def train_size(self, epoch: int) -> int:
+        """Training image side of ``epoch`` (1-based): ``image_size``, or a ``progressive_resize`` step's size."""
+        size = self.image_size
+        for start, step_size in self.progressive_resize or ():
+            if epoch >= start:
+                size = step_size
+        return size
+
     @property
     def task(self) -> str:
         """``"segmentation+classification"`` for a ``unet/<encoder>`` model, else ``"classification"``."""
@@ -247,7 +305,7 @@ class TrainConfig:
         data["preprocessing"] = self.preprocessing.to_dict()
         for key, value in data.items():
             if isinstance(value, tuple):
-                data[key] = list(value)
+                data[key] = [list(v) if isinstance(v, tuple) else v for v in value]
         return data
 
     @classmethod
@@ -258,6 +316,8 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"Unknown TrainConfig field(s) {sorted(unknown)}; known fields are {sorted(known)}.")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        if values.get("progressive_resize") is not None:
+            values["progressive_resize"] = tuple(tuple(step) for step in values["progressive_resize"])
         return cls(**values)  # type: ignore[arg-type]
 
     def replace(self, **changes: Any) -> TrainConfig:

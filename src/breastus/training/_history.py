@@ -29,6 +29,10 @@ class EpochRecord:
     seconds: float
     train_images_per_second: float
     val_dice: float | None = None
+    precision: str = "fp32"
+    """Arithmetic of the training and validation passes: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast)."""
+    train_size: int | None = None
+    """Training image side of the epoch (``None`` in histories written before progressive resizing)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The record as plain values."""

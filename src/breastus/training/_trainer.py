@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from breastus._device import resolve_device
 from breastus._errors import CheckpointError, ConfigError, DataError
 from breastus._metrics import compute_metrics
+from breastus._precision import autocast, cpu_autocast_dtype, precision_label
 from breastus._run_files import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT
 from breastus._segmentation_metrics import overlap_counts, segmentation_metrics
 from breastus.data._cache import ImageCache
@@ -161,7 +162,13 @@ class Trainer:
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
-        """The mixed-precision type of this run, or ``None`` (not on CUDA, or ``amp=False``)."""
+        """The mixed-precision type of this run, or ``None`` (float32).
+
+        On the CPU: bfloat16 as ``config.precision`` decides (see :func:`breastus.has_fast_bf16`);
+        on CUDA: ``amp`` and ``amp_dtype``; float32 elsewhere.
+        """
+        if self.device.type == "cpu":
+            return cpu_autocast_dtype(self.config.precision)
         if self.device.type != "cuda" or not self.config.amp:
             return None
         if self.config.amp_dtype == "auto":
@@ -169,8 +176,7 @@ class Trainer:
         return torch.bfloat16 if self.config.amp_dtype == "bfloat16" else torch.float16
 
     def _autocast(self) -> AbstractContextManager[Any]:
-        dtype = self.amp_dtype
-        return nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)
+        return autocast(self.device, self.amp_dtype)
 
     def _to_device(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)
@@ -356,6 +362,8 @@ class Trainer:
                 seconds=time.perf_counter() - started,
                 train_images_per_second=n_seen / max(train_seconds, 1e-9),
                 val_dice=val_dice,
+                precision=precision_label(self.amp_dtype),
+                train_size=cfg.train_size(epoch),
             )
             history.records.append(record)
             improved = record.val_macro_f1 > history.best_score
@@ -521,6 +529,9 @@ class Trainer:
             if augment is not None:
                 images = augment(images.to(self.device, non_blocking=True))
             images = self._to_device(images)
+            size = self.config.train_size(epoch)
+            if size != images.shape[-1]:  # progressive resizing: cached at image_size, downsampled here
+                images = nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
             labels = labels.to(self.device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with self._autocast():

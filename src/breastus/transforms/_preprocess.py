@@ -40,7 +40,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from PIL import Image
-from scipy import ndimage
 from torch.utils._pytree import tree_flatten
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -102,6 +101,8 @@ def field_of_view_box(
     (20, 90, 50, 170)
 
     """
+    from scipy import ndimage  # imported here: only the field-of-view crop needs it
+
     if image.ndim != 2 or image.size == 0:
         raise ConfigError(f"field_of_view_box needs a non-empty (H, W) array. Got shape {image.shape} instead.")
     height, width = image.shape
