@@ -19,29 +19,32 @@ The subpackages follow the data flow, each importing only from those below it
   nothing else imports it.
 - :mod:`breastus.reporting` (model cards: ``_run`` reads a run folder, ``_stats``
   its intervals, ``_sections`` and ``_reproduce`` the text), ``breastus._pipeline``
-  (:func:`train_and_evaluate`) and the coming ``breastus.service`` (the HTTP
+  (:func:`train_and_evaluate`) and :mod:`breastus.service` (the HTTP
   service and its page, above prediction and export).
 - :mod:`breastus.evaluation` — metrics on a dataset, calibration, plots, and
   cross-validation (``_cv``; its groups in ``_groups``, its figures and bootstrap
   in ``_bootstrap``).
-- :mod:`breastus.prediction` — the :class:`Predictor` (``_predictor``) and,
-  coming, archive-scale prediction with Ray beside it (``_ray``).
+- :mod:`breastus.prediction` — the :class:`Predictor` (``_predictor``), the
+  predicted lesion (``_lesion``), DICOM cine frames (``_frames``) and
+  archive-scale prediction on Ray (``_ray``).
 - :mod:`breastus.explain` (class-activation maps, localisation scores, overlays)
-  and :mod:`breastus.export` (TorchScript, ONNX, and the coming int8 export in
-  ``_quantize``): below prediction, which calls them for ``Predictor.explain`` and
+  and :mod:`breastus.export` (TorchScript, ONNX, and int8 export in ``_quantize``): below prediction, which calls them for ``Predictor.explain`` and
   ``Predictor.from_exported``.
 - :mod:`breastus.training` — :class:`TrainConfig`, the :class:`Trainer`, history.
 - :mod:`breastus.models` — the factory and weights (``_factory``, ``_weights``),
-  checkpoints, and the coming segmentation models (``_segmentation``); beside it
-  :mod:`breastus.data` — image decoding (``_io``; DICOM coming in ``_dicom``),
+  checkpoints, and the multi-task U-Nets (``_segmentation``); beside it
+  :mod:`breastus.data` — image decoding (``_io``; DICOM in ``_dicom``),
   user image inputs (``_inputs``), datasets and folder discovery (``_dataset``),
   splits, duplicates, the audit (``_audit``, ``_audit_report``, ``_audit_html``)
   and the preprocessed-image cache.
-- :mod:`breastus.transforms` — preprocessing, augmentation and the lesion crop.
+- :mod:`breastus.transforms` — preprocessing, augmentation, the lesion crop and
+  the input geometry (``_geometry``).
 - Shared foundations that import no layer: errors (``_errors``), metrics
-  (``_metrics``, used by training and evaluation), the run-folder file names
-  (``_run_files``), atomic writes and relative paths (``_files``), devices and
-  deprecations.
+  (``_metrics`` and ``_segmentation_metrics``, used by training and evaluation),
+  the lesion decision rule (``_lesion_decision``, calibrated by training, applied
+  by prediction), the CPU precision choice (``_precision``), the run-folder file
+  names (``_run_files``), atomic writes and relative paths (``_files``), devices
+  and deprecations.
 """
 
 from breastus._errors import BreastusError as BreastusError

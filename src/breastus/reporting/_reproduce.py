@@ -38,6 +38,8 @@ _SHARED_OPTIONS: dict[str, str] = {
     "device": "--device",
     "amp": "--no-amp",
     "amp_dtype": "--amp-dtype",
+    "precision": "--precision",
+    "progressive_resize": "--progressive-resize",
     "num_workers": "--workers",
     "batch_augment": "--batch-augment",
     "compile": "--compile",
