@@ -2,7 +2,7 @@
 
 This module holds the :class:`Predictor` itself: construction, preprocessing, and the
 public ``predict*``/``explain`` methods with their documentation (about half its
-lines; the reason it is a little over 450). The work behind them lives beside it:
+lines, which is why it is over 450). The work behind them lives beside it:
 :mod:`~breastus.prediction._prediction` (the :class:`Prediction` result),
 :mod:`~breastus.prediction._loading` (building from a checkpoint or an export),
 :mod:`~breastus.prediction._forward` (running the model: precision, mirroring, threads),
