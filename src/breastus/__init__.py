@@ -24,8 +24,9 @@ The subpackages follow the data flow, each importing only from those below it
 - :mod:`breastus.evaluation` — metrics on a dataset, calibration, plots, and
   cross-validation (``_cv``; its groups in ``_groups``, its figures and bootstrap
   in ``_bootstrap``).
-- :mod:`breastus.prediction` — the :class:`Predictor` (``_predictor``), the
-  predicted lesion (``_lesion``), DICOM cine frames (``_frames``) and
+- :mod:`breastus.prediction` — the :class:`Predictor` (``_predictor``; its result in
+  ``_prediction``, loading in ``_loading``, the model run in ``_forward``, the lesion
+  work in ``_multitask`` and ``_lesion``), DICOM cine frames (``_frames``) and
   archive-scale prediction on Ray (``_ray``).
 - :mod:`breastus.explain` (class-activation maps, localisation scores, overlays)
   and :mod:`breastus.export` (TorchScript, ONNX, and int8 export in ``_quantize``): below prediction, which calls them for ``Predictor.explain`` and

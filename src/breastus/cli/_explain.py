@@ -19,7 +19,8 @@ from breastus.data._io import load_image
 from breastus.explain._cam import CAM_METHODS, class_model, find_target_layer
 from breastus.explain._localisation import DEFAULT_GAUSSIAN_SIGMA, evaluate_localisation
 from breastus.explain._overlay import save_overlay
-from breastus.prediction._predictor import ImageInput, Prediction, Predictor
+from breastus.prediction._prediction import Prediction
+from breastus.prediction._predictor import ImageInput, Predictor
 
 NAME = "explain"
 HELP = (

@@ -18,7 +18,8 @@ from breastus._lesion_decision import DECISIONS
 from breastus.cli import _predict_ray
 from breastus.data._io import IMAGE_SUFFIXES
 from breastus.prediction._frames import parse_frames, predict_frames
-from breastus.prediction._predictor import Prediction, Predictor, iter_images
+from breastus.prediction._prediction import Prediction
+from breastus.prediction._predictor import Predictor, iter_images
 
 NAME = "predict"
 HELP = "Classify images (files or folders) with a trained checkpoint."

@@ -8,8 +8,8 @@ from breastus._lesion_decision import lesion_scores as lesion_scores
 from breastus.prediction._frames import predict_frames as predict_frames
 from breastus.prediction._lesion import fuse_crop_probabilities as fuse_crop_probabilities
 from breastus.prediction._lesion import postprocess_mask as postprocess_mask
+from breastus.prediction._prediction import Prediction as Prediction
 from breastus.prediction._predictor import ImageInput as ImageInput
-from breastus.prediction._predictor import Prediction as Prediction
 from breastus.prediction._predictor import Predictor as Predictor
 from breastus.prediction._predictor import iter_images as iter_images
 from breastus.prediction._ray import ArchiveResult as ArchiveResult

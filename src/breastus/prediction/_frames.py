@@ -23,7 +23,8 @@ from breastus.data._dicom import is_dicom, iter_dicom_frames
 from breastus.data._io import load_image
 
 if TYPE_CHECKING:
-    from breastus.prediction._predictor import Prediction, Predictor
+    from breastus.prediction._prediction import Prediction
+    from breastus.prediction._predictor import Predictor
 
 logger = logging.getLogger(__name__)
 

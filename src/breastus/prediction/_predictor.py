@@ -1,117 +1,59 @@
-"""The Predictor: classify ultrasound images with a trained breastus checkpoint."""
+"""The Predictor: classify ultrasound images with a trained breastus checkpoint.
+
+This module holds the :class:`Predictor` itself: construction, preprocessing, and the
+public ``predict*``/``explain`` methods with their documentation (about half its
+lines, which is why it is over 450). The work behind them lives beside it:
+:mod:`~breastus.prediction._prediction` (the :class:`Prediction` result),
+:mod:`~breastus.prediction._loading` (building from a checkpoint or an export),
+:mod:`~breastus.prediction._forward` (running the model: precision, mirroring, threads),
+:mod:`~breastus.prediction._multitask` (lesion masks, the decision rule, crop fusion),
+and :mod:`breastus.explain` (heatmaps).
+"""
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from breastus._device import resolve_device
-from breastus._errors import CheckpointError, ConfigError, DataError
-from breastus._lesion_decision import check_decision, decide_indices, lesion_scores
-from breastus._precision import autocast, cpu_autocast_dtype, precision_label
+from breastus._errors import ConfigError, DataError
+from breastus._precision import cpu_autocast_dtype, precision_label
 from breastus.data._dataset import iter_images as iter_images
 from breastus.data._inputs import ImageInput as ImageInput
 from breastus.data._inputs import as_grayscale
-from breastus.models._checkpoint import Checkpoint, load_checkpoint
 from breastus.models._info import ModelInfo
-from breastus.models._segmentation import split_outputs
-from breastus.prediction._lesion import (
-    InputGeometry,
-    check_spacing,
-    fuse_crop_probabilities,
-    input_geometry,
-    lesion_measurements,
-    mask_to_input,
-    postprocess_mask,
+from breastus.prediction import _loading
+from breastus.prediction._forward import forward_batch, model_outputs, single_torch_thread
+from breastus.prediction._lesion import check_spacing
+from breastus.prediction._multitask import (
+    Item,
+    check_lesion_settings,
+    lesion_predictions,
+    prepare,
+    spacing_per_image,
+    with_crop_classifier,
 )
-from breastus.transforms._lesion import crop_to_lesion
-from breastus.transforms._preprocess import Preprocessing, field_of_view_box
+from breastus.prediction._prediction import Prediction as Prediction
+from breastus.prediction._prediction import Spacing as Spacing
+from breastus.transforms._preprocess import Preprocessing
 from breastus.transforms._presets import eval_transform
+
+if TYPE_CHECKING:
+    from breastus.models._checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
 
 _as_grayscale = as_grayscale  # image-input coercion lives in breastus.data._inputs; kept importable from here
-
-Spacing = tuple[float, float]
-"""A pixel's width and height ``(dx, dy)`` in millimetres."""
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The classification of one image.
-
-    Attributes
-    ----------
-    label : str
-        The most probable class.
-    probabilities : dict of str to float
-        Probability of each class (in the model's class order); sums to 1.
-    path : str or None
-        The image file, when the input was a path.
-    frame : int or None
-        The 0-based frame of a DICOM file, from :meth:`Predictor.predict_frames`.
-    lesion_probability : float or None
-        Multi-task models only: the probability that a lesion is present
-        (:func:`~breastus.prediction.lesion_score` of the predicted lesion map).
-    mask : numpy.ndarray or None
-        Multi-task models only: the predicted lesion, ``bool`` at the input image's
-        resolution (see :meth:`Predictor.predict`).
-    lesion_box : tuple of int or None
-        ``(x0, y0, x1, y1)`` of the mask in input pixels, half-open; ``None`` when
-        the mask is empty or the model is a classifier.
-    lesion_area_px : int or None
-        Lesion pixels in the mask.
-    lesion_area_mm2 : float or None
-        The area in mm², when a pixel spacing was given.
-
-    """
-
-    label: str
-    probabilities: dict[str, float] = field(repr=False)
-    path: str | None = None
-    frame: int | None = None
-    lesion_probability: float | None = None
-    mask: np.ndarray | None = field(default=None, repr=False, compare=False)
-    lesion_box: tuple[int, int, int, int] | None = None
-    lesion_area_px: int | None = None
-    lesion_area_mm2: float | None = None
-
-    @property
-    def confidence(self) -> float:
-        """Probability of the predicted label."""
-        return self.probabilities[self.label]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values for JSON and CSV (the lesion scalars for multi-task models, not the mask)."""
-        values: dict[str, Any] = {"path": self.path, "label": self.label, "probabilities": dict(self.probabilities)}
-        if self.frame is not None:
-            values["frame"] = self.frame
-        if self.lesion_probability is not None:
-            values["lesion_probability"] = self.lesion_probability
-            values["lesion_box"] = None if self.lesion_box is None else list(self.lesion_box)
-            values["lesion_area_px"] = self.lesion_area_px
-            values["lesion_area_mm2"] = self.lesion_area_mm2
-        return values
-
-
-def _recorded_preprocessing(recorded: dict[str, Any] | None, what: str) -> Preprocessing:
-    """Rebuild the :class:`Preprocessing` stored in a checkpoint or export, as a CheckpointError if unusable."""
-    try:
-        return Preprocessing.from_dict(recorded)
-    except ConfigError as exc:
-        raise CheckpointError(f"{what} cannot be used: {exc}") from exc
 
 
 class Predictor:
@@ -209,25 +151,9 @@ class Predictor:
         # thread pool, whose spinning threads would otherwise compete with the runtime's own.
         self._host_batches = bool(getattr(model, "host_batches", False))
         self.multitask = bool(getattr(model_info, "is_multitask", False))
-        if lesion_threshold is not None and not (isinstance(lesion_threshold, (int, float)) and lesion_threshold > 0):
-            raise ConfigError(f"lesion_threshold must be a float > 0 or None. Got {lesion_threshold!r} instead.")
-        self.lesion_threshold = None if lesion_threshold is None else float(lesion_threshold)
-        if decision is None:
-            decision = "lesion" if self.multitask and self.lesion_threshold is not None else "argmax"
-        self.decision = check_decision(decision)
-        if self.decision == "lesion" and not self.multitask:
-            raise ConfigError(
-                f"decision='lesion' needs a multi-task model (unet/<encoder>); {model_info.name} is a classifier. "
-                "Use decision='argmax'."
-            )
-        if self.decision == "lesion" and self.lesion_threshold is None:
-            raise ConfigError(
-                "decision='lesion' needs a calibrated lesion_threshold; this checkpoint has none. Pass "
-                "lesion_threshold=..., or decision='argmax'."
-            )
-        if not (isinstance(mask_cut, (int, float)) and 0.0 < mask_cut <= 1.0):
-            raise ConfigError(f"mask_cut must be a probability in (0, 1]. Got {mask_cut!r} instead.")
-        self.mask_cut = float(mask_cut)
+        self.decision, self.lesion_threshold, self.mask_cut = check_lesion_settings(
+            self.multitask, model_info.name, decision, lesion_threshold, mask_cut
+        )
         self.crop_classifier: Predictor | None = None
         self.crop_weight = 0.5
         self.crop_margin = 0.25
@@ -244,7 +170,7 @@ class Predictor:
 
     def _torch_threads(self) -> AbstractContextManager[None]:
         """One PyTorch thread while preparing inputs for a model that runs outside PyTorch."""
-        return _single_torch_thread() if self._host_batches else nullcontext()
+        return single_torch_thread() if self._host_batches else nullcontext()
 
     @classmethod
     def from_checkpoint(
@@ -274,19 +200,7 @@ class Predictor:
             If ``backend`` is unknown or its package is missing.
 
         """
-        checkpoint = load_checkpoint(path)
-        try:
-            return cls.from_loaded(
-                checkpoint,
-                device=device,
-                tta=tta,
-                batch_size=batch_size,
-                backend=backend,
-                decision=decision,
-                precision=precision,
-            )
-        except CheckpointError as exc:  # the model is rebuilt here: name the file it came from
-            raise CheckpointError(f"Checkpoint {str(path)!r}: {exc}") from exc
+        return _loading.from_checkpoint(cls, path, device, tta, batch_size, backend, decision, precision)
 
     @classmethod
     def from_exported(
@@ -310,23 +224,7 @@ class Predictor:
             If the file is missing, of neither format, or lacks breastus metadata.
 
         """
-        from breastus.export._api import load_exported
-
-        module, meta = load_exported(path, resolve_device(device))
-        preprocessing = _recorded_preprocessing(meta.preprocessing, f"The preprocessing recorded in {str(path)!r}")
-        return cls(
-            module,
-            meta.model_info,
-            meta.class_names,
-            meta.image_size,
-            device=device,
-            tta=tta,
-            temperature=meta.temperature,
-            batch_size=batch_size,
-            preprocessing=preprocessing,
-            decision=decision,
-            lesion_threshold=meta.lesion_threshold,
-        )
+        return _loading.from_exported(cls, path, device, tta, batch_size, decision)
 
     @classmethod
     def from_loaded(
@@ -340,23 +238,7 @@ class Predictor:
         precision: str = "auto",
     ) -> Predictor:
         """Build a Predictor from an already loaded :class:`~breastus.models.Checkpoint` (``backend``: see :meth:`from_checkpoint`)."""
-        from breastus.export._api import backend_model
-
-        preprocessing = _recorded_preprocessing(checkpoint.preprocessing, "The checkpoint's preprocessing")
-        return cls(
-            backend_model(checkpoint, backend, resolve_device(device)),
-            checkpoint.model_info,
-            checkpoint.class_names,
-            checkpoint.image_size,
-            device=device,
-            tta=tta,
-            temperature=checkpoint.temperature,
-            batch_size=batch_size,
-            preprocessing=preprocessing,
-            decision=decision,
-            lesion_threshold=getattr(checkpoint, "lesion_threshold", None),
-            precision=precision,
-        )
+        return _loading.from_loaded(cls, checkpoint, device, tta, batch_size, backend, decision, precision)
 
     def preprocess(self, image: ImageInput) -> torch.Tensor:
         """The normalised ``(3, S, S)`` float tensor the model sees for ``image``."""
@@ -364,23 +246,9 @@ class Predictor:
         tensor: torch.Tensor = self.transform(TF.pil_to_tensor(gray))
         return tensor
 
-    def _prepare(self, image: ImageInput, spacing: Spacing | None = None) -> _Item:
+    def _prepare(self, image: ImageInput, spacing: Spacing | None = None) -> Item:
         """Decode and preprocess one input, remembering (for multi-task models) where it went."""
-        path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
-        if not self.multitask:
-            return _Item(self.preprocess(image), path)
-        gray, _ = _as_grayscale(image)
-        if spacing is None:  # DICOM files carry their pixel spacing (breastus.data.read_dicom)
-            spacing = gray.info.get("pixel_spacing_mm")
-        pixels = TF.pil_to_tensor(gray)
-        height, width = int(pixels.shape[-2]), int(pixels.shape[-1])
-        crop = (0, height, 0, width)
-        if self.preprocessing.crop:  # the same crop Preprocessing.prepare makes, done here to know its box
-            crop = field_of_view_box(pixels[0].numpy())
-            pixels = pixels[:, crop[0] : crop[1], crop[2] : crop[3]]
-        geometry = input_geometry(height, width, crop, self.preprocessing, self.image_size)
-        kept = gray if self.crop_classifier is not None else None
-        return _Item(self._uncropped_transform(pixels), path, geometry, kept, spacing)
+        return prepare(self, image, spacing)
 
     def predict_proba(self, images: Sequence[ImageInput]) -> np.ndarray:
         """Class probabilities, ``(len(images), n_classes)``, rows summing to 1.
@@ -403,20 +271,7 @@ class Predictor:
 
     def _forward(self, tensors: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray | None]:
         """Class probabilities ``(N, C)`` and, for multi-task models, lesion probability maps ``(N, S, S)``."""
-        if self._host_batches:
-            batch = torch.from_numpy(np.stack([t.numpy() for t in tensors]))
-        else:
-            batch = torch.stack(list(tensors)).to(self.device)
-        with torch.inference_mode():
-            mask_logits, logits = self._outputs(batch)
-            probabilities = torch.softmax(logits / self.temperature, dim=1)
-            lesion = None if mask_logits is None else torch.sigmoid(mask_logits)[:, 0]
-            if self.tta:
-                mirrored_mask, mirrored = self._outputs(torch.flip(batch, dims=[3]))
-                probabilities = (probabilities + torch.softmax(mirrored / self.temperature, dim=1)) / 2
-                if lesion is not None and mirrored_mask is not None:
-                    lesion = (lesion + torch.flip(torch.sigmoid(mirrored_mask)[:, 0], dims=[2])) / 2
-        return probabilities.cpu().numpy(), None if lesion is None else lesion.cpu().numpy()
+        return forward_batch(self, tensors)
 
     def _proba_batch(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
         return self._forward(tensors)[0]
@@ -426,72 +281,18 @@ class Predictor:
 
         Computed under autocast, channels-last, when :attr:`precision` is bf16.
         """
-        if self._autocast_dtype is not None:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with autocast(self.device, self._autocast_dtype):
-            mask_logits, logits = split_outputs(self.model(batch))
-        return None if mask_logits is None else mask_logits.float(), logits.double()
+        return model_outputs(self, batch)
 
     def _to_prediction(self, row: np.ndarray, path: str | None) -> Prediction:
         probabilities = {name: float(p) for name, p in zip(self.class_names, row, strict=True)}
         return Prediction(label=self.class_names[int(np.argmax(row))], probabilities=probabilities, path=path)
 
-    def _predict_items(self, items: Sequence[_Item]) -> list[Prediction]:
+    def _predict_items(self, items: Sequence[Item]) -> list[Prediction]:
         """Predictions for prepared inputs: the lesion, the crop fusion and the decision rule."""
         rows, maps = self._forward([item.tensor for item in items])
         if maps is None:
             return [self._to_prediction(row, item.path) for row, item in zip(rows, items, strict=True)]
-        scores = lesion_scores(maps)
-        rule = self.lesion_threshold if self.decision == "lesion" else None
-        masks = []
-        for lesion_map, score, item in zip(maps, scores, items, strict=True):
-            assert item.geometry is not None
-            if rule is not None and score < rule:  # no lesion found: the image is normal, its mask empty
-                masks.append(np.zeros((item.geometry.height, item.geometry.width), dtype=bool))
-                continue
-            cut = self.mask_cut if rule is None else min(self.mask_cut, rule)
-            masks.append(postprocess_mask(mask_to_input(lesion_map, item.geometry), cut))
-        measured = [lesion_measurements(m, item.spacing) for m, item in zip(masks, items, strict=True)]
-        if self.crop_classifier is not None:
-            rows = self._fuse_crops(rows, items, [box for box, _, _ in measured])
-        labels = decide_indices(rows, scores, rule, self.class_names)
-        return [
-            Prediction(
-                label=self.class_names[int(label)],
-                probabilities={name: float(p) for name, p in zip(self.class_names, row, strict=True)},
-                path=item.path,
-                lesion_probability=float(score),
-                mask=mask,
-                lesion_box=box,
-                lesion_area_px=area,
-                lesion_area_mm2=area_mm2,
-            )
-            for label, row, score, mask, (box, area, area_mm2), item in zip(
-                labels, rows, scores, masks, measured, items, strict=True
-            )
-        ]
-
-    def _fuse_crops(
-        self, rows: np.ndarray, items: Sequence[_Item], boxes: Sequence[tuple[int, int, int, int] | None]
-    ) -> np.ndarray:
-        """Segment-then-classify: fuse the crop classifier's probabilities on each found lesion's crop."""
-        assert self.crop_classifier is not None
-        found = [i for i, box in enumerate(boxes) if box is not None]
-        if not found:
-            return rows
-        crops = []
-        for i in found:
-            gray, box = items[i].gray, boxes[i]
-            assert gray is not None and box is not None
-            x0, y0, x1, y1 = box
-            crops.append(crop_to_lesion(gray, (y0, y1, x0, x1), self.crop_margin))
-        crop_rows = self.crop_classifier.predict_proba(crops)
-        fused = rows.copy()
-        for i, crop_row in zip(found, crop_rows, strict=True):
-            fused[i] = fuse_crop_probabilities(
-                rows[i], crop_row, self.class_names, self.crop_classifier.class_names, self.crop_weight
-            )
-        return fused
+        return lesion_predictions(self, rows, maps, items)
 
     def with_crop_classifier(self, classifier: Predictor, weight: float = 0.5, margin: float = 0.25) -> Predictor:
         """Segment-then-classify: this multi-task predictor plus a classifier of lesion crops.
@@ -529,28 +330,7 @@ class Predictor:
             ``weight``/``margin`` are out of range.
 
         """
-        if not self.multitask:
-            raise ConfigError(
-                f"with_crop_classifier needs a multi-task model (unet/<encoder>) to find the lesion; "
-                f"{self.model_info.name} is a classifier."
-            )
-        if not isinstance(classifier, Predictor):
-            raise ConfigError(f"classifier must be a Predictor. Got {type(classifier).__name__} instead.")
-        unknown = [c for c in classifier.class_names if c not in self.class_names]
-        if unknown:
-            raise ConfigError(
-                f"The crop classifier's classes {list(classifier.class_names)} include {unknown}, which the "
-                f"multi-task model (classes {list(self.class_names)}) does not have."
-            )
-        if not 0.0 <= weight <= 1.0:
-            raise ConfigError(f"weight must be in [0, 1]. Got {weight!r} instead.")
-        if not margin >= 0:
-            raise ConfigError(f"margin must be >= 0. Got {margin!r} instead.")
-        combined = copy.copy(self)
-        combined.crop_classifier = classifier
-        combined.crop_weight = float(weight)
-        combined.crop_margin = float(margin)
-        return combined
+        return with_crop_classifier(self, classifier, weight, margin)
 
     @overload
     def predict(self, images: ImageInput, pixel_spacing_mm: Spacing | None = None) -> Prediction: ...
@@ -603,7 +383,7 @@ class Predictor:
         """
         single = not isinstance(images, (list, tuple))
         items: list[ImageInput] = list(images) if isinstance(images, (list, tuple)) else [images]
-        spacings = _spacings(pixel_spacing_mm, len(items))
+        spacings = spacing_per_image(pixel_spacing_mm, len(items))
         results: list[Prediction] = []
         for i in range(0, len(items), self.batch_size):
             with self._torch_threads():
@@ -747,7 +527,7 @@ class Predictor:
         return self._stream(paths, on_error, spacing)
 
     def _stream(self, paths: Iterable[Path], on_error: str, spacing: Spacing | None) -> Iterator[Prediction]:
-        batch: list[_Item] = []
+        batch: list[Item] = []
         skipped = 0
         for path in paths:
             try:
@@ -766,40 +546,3 @@ class Predictor:
             yield from self._predict_items(batch)
         if skipped:
             logger.warning("Skipped %d unreadable image(s).", skipped)
-
-
-@dataclass
-class _Item:
-    """One prepared input: the model tensor, its path, and what the lesion fields need."""
-
-    tensor: torch.Tensor
-    path: str | None
-    geometry: InputGeometry | None = None
-    gray: Image.Image | None = None
-    spacing: Spacing | None = None
-
-
-def _spacings(value: Spacing | Sequence[Spacing | None] | None, count: int) -> list[Spacing | None]:
-    """One pixel spacing (or None) per image from a single spacing or a list of them."""
-    if value is None:
-        return [None] * count
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
-        single = check_spacing(value)  # type: ignore[arg-type]
-        return [single] * count
-    if not isinstance(value, (list, tuple)) or len(value) != count:
-        raise ConfigError(
-            "pixel_spacing_mm must be one (dx, dy) pair for all images or a list with one pair (or None) per "
-            f"image ({count}). Got {value!r} instead."
-        )
-    return [None if v is None else check_spacing(v) for v in value]
-
-
-@contextmanager
-def _single_torch_thread() -> Iterator[None]:
-    """Run PyTorch on one intra-op thread inside the block (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)

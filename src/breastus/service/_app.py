@@ -20,7 +20,8 @@ from PIL import Image
 
 from breastus._errors import ConfigError, DataError
 from breastus.data._io import load_image
-from breastus.prediction._predictor import Prediction, Predictor
+from breastus.prediction._prediction import Prediction
+from breastus.prediction._predictor import Predictor
 from breastus.service._batching import DynamicBatcher
 from breastus.service._describe import NOTICE, describe_model
 from breastus.service._limits import (
