@@ -27,7 +27,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -45,6 +44,7 @@ from pydicom.pixels import pixel_array
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, UltrasoundMultiFrameImageStorage, generate_uid
 
+from breastus import cpu_features
 from breastus.data import iter_dicom_frames, load_image
 
 
@@ -111,14 +111,6 @@ def peak_mib(function: Callable[[], object]) -> tuple[float, float]:
     return peak / 2**20, elapsed
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -157,7 +149,7 @@ def main() -> None:
         jpeg_equal = bool(np.array_equal(np.asarray(load_image(paths["dicom_jpeg"])), reference))
 
     result: dict[str, Any] = {
-        "cpu": cpu_model(),
+        "cpu": cpu_features()["model"],
         "pydicom": pydicom.__version__,
         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "frame": [args.width, args.height],

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from breastus import Predictor, TrainConfig, UltrasoundDataset, __version__, train_and_evaluate
+from breastus import Predictor, TrainConfig, UltrasoundDataset, __version__, cpu_features, train_and_evaluate
 from breastus.evaluation import EvaluationResult, compute_binary_metrics, evaluate
 from breastus.models import build_model
 
@@ -45,15 +44,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "lesion_aware_cpu.json"
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def figures(result: EvaluationResult) -> dict[str, Any]:
@@ -181,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     busi = UltrasoundDataset.from_path(args.data)
     breast = UltrasoundDataset.from_path(external) if external.exists() else None
-    print(f"breastus {__version__}, CPU: {cpu_model()}, torch threads {torch.get_num_threads()}", flush=True)
+    print(f"breastus {__version__}, CPU: {cpu_features()['model']}, torch threads {torch.get_num_threads()}", flush=True)
     print(f"BUSI {len(busi)} images; external {0 if breast is None else len(breast)} images", flush=True)
     rows: dict[str, Any] = {}
     split: dict[str, int] = {}
@@ -215,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "lesion_aware",
         "breastus": __version__,
         "argv": sys.argv if argv is None else ["benchmarks/lesion_aware.py", *argv],
-        "cpu": cpu_model(),
+        "cpu": cpu_features()["model"],
         "torch_threads": torch.get_num_threads(),
         "smoke": args.smoke,
         "config": {k: v for k, v in config.to_dict().items() if k != "model"},

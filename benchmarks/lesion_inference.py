@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from breastus import Predictor, UltrasoundDataset, __version__
+from breastus import Predictor, UltrasoundDataset, __version__, cpu_features
 from breastus.models import Checkpoint, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,14 +44,6 @@ DATA = Path(os.environ.get("BREASTUS_DATA", ROOT.parent / "shared" / "datasets" 
 NAMES = ("benign", "malignant", "normal")
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def checkpoint(name: str, size: int, threshold: float | None) -> Checkpoint:
@@ -94,7 +85,7 @@ def write(args: argparse.Namespace, rows: list[dict[str, Any]], load_before: tup
     result = {
         "benchmark": "lesion_inference",
         "command": "python benchmarks/lesion_inference.py " + " ".join(sys.argv[1:]),
-        "cpu": cpu_model(),
+        "cpu": cpu_features()["model"],
         "torch_threads": torch.get_num_threads(),
         "image_size": args.image_size,
         "batch": args.batch,
@@ -129,7 +120,7 @@ def main() -> None:
     images = [dataset.load_image(int(i)) for i in picks]  # decoded once: the model path is timed
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
-    print(f"CPU: {cpu_model()}, {torch.get_num_threads()} torch threads, load {load_before}")
+    print(f"CPU: {cpu_features()['model']}, {torch.get_num_threads()} torch threads, load {load_before}")
     print(
         f"{'encoder':24s} {'backend':12s} {'model':34s} {'1 image ms':>10s} {'ratio':>6s} {'img/s':>7s} {'ratio':>6s}"
     )

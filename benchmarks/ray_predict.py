@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from breastus import Predictor, __version__
+from breastus import Predictor, __version__, cpu_features
 from breastus.models import Checkpoint, build_model, save_checkpoint
 from breastus.prediction import iter_images
 from breastus.prediction._ray import _ArchiveWorker, _predict_archive
@@ -58,12 +58,6 @@ DATA = Path(os.environ.get("BREASTUS_DATA", ROOT.parent / "shared" / "datasets" 
 CLASSES = ("benign", "malignant", "normal")
 
 
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def spread(paths: list[Path], n: int) -> list[str]:
@@ -143,7 +137,7 @@ def main() -> int:
 
     paths = spread(list(iter_images(DATA)), args.images)
     load_before = os.getloadavg()
-    print(f"CPU: {cpu_model()} ({os.cpu_count()} logical cores, shared CPU); load average {load_before}")
+    print(f"CPU: {cpu_features()['model']} ({os.cpu_count()} logical cores, shared CPU); load average {load_before}")
     print(f"{args.model} untrained at {args.size} px, batch {args.batch_size}; {len(paths)} BUSI PNGs from {DATA}")
 
     with tempfile.TemporaryDirectory(prefix="ray_predict_") as tmp:
@@ -210,7 +204,7 @@ def main() -> int:
             "load_average_before": load_before,
             "load_average_after": load_after,
             "machine": {
-                "cpu": cpu_model(),
+                "cpu": cpu_features()["model"],
                 "logical_cores": os.cpu_count(),
                 "note": "shared CPU: other jobs ran at the same time (see the load averages)",
                 "python": platform.python_version(),

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from service_helpers import serve_process  # noqa: E402
 
-from breastus import Predictor, __version__  # noqa: E402
+from breastus import Predictor, __version__, cpu_features  # noqa: E402
 from breastus.data._io import load_image  # noqa: E402
 from breastus.models import Checkpoint, build_model, save_checkpoint  # noqa: E402
 from breastus.service import load_served_model  # noqa: E402
@@ -57,14 +57,6 @@ from breastus.service import load_served_model  # noqa: E402
 DATA = Path(os.environ.get("BREASTUS_DATA", ROOT.parent / "shared" / "datasets" / "busi"))
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_average() -> list[float]:
@@ -175,7 +167,7 @@ def main() -> None:
     images = busi_images(args.images)
     results: dict[str, Any] = {
         "benchmark": "serve_load",
-        "cpu": cpu_model(),
+        "cpu": cpu_features()["model"],
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "breastus": __version__,
