@@ -29,6 +29,7 @@ from breastus._run_files import BEST_CHECKPOINT
 from breastus.data._dataset import UltrasoundDataset
 from breastus.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from breastus.prediction._predictor import Predictor
+from breastus.training._outputs import collect_outputs
 
 DEFAULT_BINS = 15
 """Number of equal-width confidence bins of :func:`expected_calibration_error`."""
@@ -281,11 +282,12 @@ def _predictor_logits(
 
 def _logits(predictor: Predictor, dataset: UltrasoundDataset, batch_size: int = 32) -> np.ndarray:
     data = dataset.masked(False).with_cache(None).with_transform(predictor.transform)
-    outputs = []
-    with torch.inference_mode():
-        for images, _ in DataLoader(data, batch_size=batch_size):
-            outputs.append(predictor._outputs(images.to(predictor.device))[1].cpu())  # the Predictor's precision
-    return torch.cat(outputs).numpy()
+
+    def forward(images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        return None, predictor._outputs(images.to(predictor.device))[1]  # the Predictor's precision
+
+    outputs = collect_outputs(forward, DataLoader(data, batch_size=batch_size), len(predictor.class_names))
+    return outputs[0]
 
 
 def calibrate_checkpoint(

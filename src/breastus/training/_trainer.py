@@ -14,30 +14,28 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm.auto import tqdm
 
 from breastus._device import resolve_device
 from breastus._errors import CheckpointError, ConfigError, DataError
 from breastus._metrics import compute_metrics
 from breastus._precision import autocast, cpu_autocast_dtype, precision_label
 from breastus._run_files import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT
-from breastus._segmentation_metrics import overlap_counts, segmentation_metrics
 from breastus.data._cache import ImageCache
-from breastus.data._dataset import MASK_UNKNOWN, NORMAL_CLASS, UltrasoundDataset
+from breastus.data._dataset import NORMAL_CLASS, UltrasoundDataset
 from breastus.models._checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from breastus.models._factory import build_model
 from breastus.models._info import ModelInfo
-from breastus.models._segmentation import split_outputs
 from breastus.training._config import TrainConfig
 from breastus.training._distributed import (
     DistributedContext,
-    all_gather_objects,
     all_reduce_sums,
     average_buffers,
     init_distributed,
     shutdown_distributed,
 )
+from breastus.training._epoch import gather, lesion_validation, train_epoch, validation_outputs
 from breastus.training._history import EpochRecord, TrainHistory, append_history, write_history
+from breastus.training._recipe import class_loss, make_optimizer, make_scheduler, seg_loss
 from breastus.transforms._batch import BatchAugment
 from breastus.transforms._presets import eval_transform, train_transform
 
@@ -128,38 +126,6 @@ class Trainer:
         if missing:
             raise DataError(f"The training dataset has no image of class(es) {missing}; every class needs examples.")
 
-    def _loss(self, train: UltrasoundDataset) -> nn.Module:
-        cfg = self.config
-        weight = None
-        if cfg.class_weights == "balanced":
-            counts = np.asarray(train.class_counts(), dtype=np.float64)
-            weight = torch.tensor(len(train) / (len(counts) * counts), dtype=torch.float32)
-        elif cfg.class_weights is not None:
-            weight = torch.tensor(cfg.class_weights, dtype=torch.float32)
-        return nn.CrossEntropyLoss(
-            weight=None if weight is None else weight.to(self.device), label_smoothing=cfg.label_smoothing
-        )
-
-    def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        cfg = self.config
-        params = model.parameters()
-        if cfg.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        if cfg.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-    def _scheduler(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
-        cfg = self.config
-        sched = torch.optim.lr_scheduler
-        if cfg.scheduler == "multistep":
-            return sched.MultiStepLR(optimizer, milestones=cfg.resolved_milestones, gamma=cfg.gamma)
-        if cfg.scheduler == "cosine":
-            return sched.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-        if cfg.scheduler == "onecycle":
-            return sched.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
-        return None
-
     @property
     def amp_dtype(self) -> torch.dtype | None:
         """The mixed-precision type of this run, or ``None`` (float32).
@@ -186,34 +152,8 @@ class Trainer:
 
     def predict_logits(self, model: nn.Module, loader: DataLoader[Any]) -> tuple[np.ndarray, np.ndarray]:
         """Class logits and labels of every batch of ``loader`` (model in eval mode)."""
-        outputs = self._predict(model, loader)
+        outputs = validation_outputs(self, model, loader)
         return outputs[0], outputs[1]
-
-    def _predict(self, model: nn.Module, loader: DataLoader[Any]) -> tuple[np.ndarray, ...]:
-        """Class logits and labels; with masks also overlap counts, known-mask flags and lesion scores."""
-        from breastus._lesion_decision import lesion_scores
-
-        model.eval()
-        logits, labels, counts, known, scores = [], [], [], [], []
-        with torch.inference_mode(), self._autocast():
-            for batch in loader:
-                mask_logits, class_logits = split_outputs(model(self._to_device(batch[0])))
-                logits.append(class_logits.float().cpu())
-                labels.append(batch[1])
-                if mask_logits is not None and len(batch) == 3:
-                    probs = torch.sigmoid(mask_logits.float()).cpu().numpy()
-                    target = batch[2].numpy()
-                    known.append(target.reshape(len(target), -1)[:, 0] != MASK_UNKNOWN)
-                    counts.append(overlap_counts(probs > 0.5, target == 1))
-                    scores.append(lesion_scores(probs))
-        n_classes = len(self.config.class_names)
-        if not logits:  # an empty validation shard of a distributed run
-            empty = (np.zeros((0, n_classes), dtype=np.float32), np.zeros(0, dtype=np.int64))
-            return empty + ((np.zeros((0, 3), np.int64), np.zeros(0, bool), np.zeros(0)) if self._multitask else ())
-        result: tuple[np.ndarray, ...] = (torch.cat(logits).numpy(), torch.cat(labels).numpy())
-        if counts:
-            result += (np.concatenate(counts), np.concatenate(known), np.concatenate(scores))
-        return result
 
     def fit(
         self,
@@ -284,7 +224,7 @@ class Trainer:
             None if cfg.batch_augment else train_transform(cfg.image_size, info.mean, info.std, view, cfg.augmentation)
         ).with_cache(cache)
         augment = BatchAugment(cfg.image_size, info.mean, info.std) if cfg.batch_augment else None
-        seg_criterion = self._seg_loss() if self._multitask else None
+        seg_criterion = seg_loss() if self._multitask else None
         val_data = val.with_transform(eval_transform(cfg.image_size, info.mean, info.std, view)).with_cache(cache)
         # Distributed: each rank trains on its DistributedSampler part and validates on every
         # world_size-th image; the validation logits are gathered so all ranks see the full set.
@@ -308,9 +248,9 @@ class Trainer:
             persistent_workers=cfg.num_workers > 0,
         )
         val_loader = DataLoader(val_part, batch_size=cfg.batch_size, num_workers=cfg.num_workers, pin_memory=pin)
-        criterion = self._loss(train)
-        optimizer = self._optimizer(model)
-        scheduler = self._scheduler(optimizer, len(train_loader))
+        criterion = class_loss(cfg, train, self.device)
+        optimizer = make_optimizer(cfg, model)
+        scheduler = make_scheduler(cfg, optimizer, len(train_loader))
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         history = TrainHistory()
         patience_used = 0
@@ -335,8 +275,8 @@ class Trainer:
             if sampler is not None:
                 sampler.set_epoch(epoch)
             lr = float(optimizer.param_groups[0]["lr"])
-            train_loss, train_acc, n_seen, train_seconds = self._train_epoch(
-                train_model, train_loader, criterion, optimizer, scheduler, scaler, epoch, augment, seg_criterion
+            train_loss, train_acc, n_seen, train_seconds = train_epoch(
+                self, train_model, train_loader, criterion, optimizer, scheduler, scaler, epoch, augment, seg_criterion
             )
             if context.enabled:
                 average_buffers(model, context)
@@ -344,9 +284,9 @@ class Trainer:
                 train_loss, train_acc, n_seen = sums[0] / sums[2], sums[1] / sums[2], int(sums[2])
             if scheduler is not None and cfg.scheduler != "onecycle":
                 scheduler.step()
-            outputs = self._gather(self._predict(model, val_loader), context, len(val_data))
+            outputs = gather(validation_outputs(self, model, val_loader), context, len(val_data))
             logits, labels = outputs[0], outputs[1]
-            val_dice, threshold = self._lesion_validation(outputs)
+            val_dice, threshold = lesion_validation(outputs, cfg.class_names, cfg.lesion_min_normal_recall)
             probabilities = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
             metrics = compute_metrics(labels, probabilities, cfg.class_names)
             val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
@@ -404,35 +344,6 @@ class Trainer:
         self.history = history
         return history
 
-    @staticmethod
-    def _gather(part: tuple[np.ndarray, ...], context: DistributedContext, total: int) -> tuple[np.ndarray, ...]:
-        """Reassemble validation outputs of rank ``r`` (images ``r``, ``r + world_size``, ...) in order."""
-        if not context.enabled:
-            return part
-        parts = all_gather_objects(part, context)
-        merged = [np.zeros((total, *array.shape[1:]), dtype=array.dtype) for array in part]
-        for rank, rank_part in enumerate(parts):
-            for target, array in zip(merged, rank_part, strict=True):
-                target[rank :: context.world_size] = array
-        return tuple(merged)
-
-    def _seg_loss(self) -> Any:
-        """Dice + BCE on the lesion logits (segmentation_models_pytorch's losses)."""
-        from segmentation_models_pytorch.losses import DiceLoss, SoftBCEWithLogitsLoss
-
-        dice = DiceLoss("binary", from_logits=True)
-        bce = SoftBCEWithLogitsLoss()
-
-        def loss(mask_logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-            known = masks.reshape(masks.shape[0], -1)[:, 0] != MASK_UNKNOWN
-            if not bool(known.any()):  # keep the decoder in the graph (DDP needs every parameter used)
-                return mask_logits.sum() * 0.0
-            logits, target = mask_logits[known].float(), masks[known].float()
-            value: torch.Tensor = dice(logits, target) + bce(logits, target)
-            return value
-
-        return loss
-
     def _warn_missing_masks(self, train: UltrasoundDataset, val: UltrasoundDataset) -> None:
         for role, data in (("training", train), ("validation", val)):
             missing = data.missing_masks()
@@ -455,20 +366,6 @@ class Trainer:
                     list(data.class_names),
                     NORMAL_CLASS,
                 )
-
-    def _lesion_validation(self, outputs: tuple[np.ndarray, ...]) -> tuple[float | None, float | None]:
-        """Validation lesion Dice and the calibrated lesion threshold (``None``, ``None`` for a classifier)."""
-        if len(outputs) < 5:
-            return None, None
-        labels, counts, known, scores = outputs[1], outputs[2], outputs[3], outputs[4]
-        dice = segmentation_metrics(counts[known]).dice
-        names = list(self.config.class_names)
-        if NORMAL_CLASS not in names or not np.any(labels == names.index(NORMAL_CLASS)):
-            return dice, None
-        from breastus._lesion_decision import calibrate_lesion_threshold
-
-        is_lesion = labels != names.index(NORMAL_CLASS)
-        return dice, calibrate_lesion_threshold(scores, is_lesion, self.config.lesion_min_normal_recall)
 
     def _check_resume(self, checkpoint: Checkpoint, info: ModelInfo, path: Path) -> None:
         cfg = self.config
@@ -502,57 +399,3 @@ class Trainer:
             preprocessing=self.config.preprocessing.to_dict(),
             lesion_threshold=lesion_threshold,
         )
-
-    def _train_epoch(
-        self,
-        model: nn.Module,
-        loader: DataLoader[Any],
-        criterion: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        scheduler: Any,
-        scaler: torch.amp.GradScaler,
-        epoch: int,
-        augment: BatchAugment | None = None,
-        seg_criterion: Any = None,
-    ) -> tuple[float, float, int, float]:
-        model.train()
-        # Per-batch losses and hits stay on the device until the end of the epoch, so an
-        # accelerator is not synchronised with the host at every step.
-        losses: list[torch.Tensor] = []
-        hits: list[torch.Tensor] = []
-        sizes: list[int] = []
-        started = time.perf_counter()
-        show = self.config.progress and self.distributed.is_main
-        bar = tqdm(loader, desc=f"epoch {epoch}/{self.config.epochs}", disable=not show, leave=False)
-        for step, batch in enumerate(bar):
-            images, labels = batch[0], batch[1]
-            if augment is not None:
-                images = augment(images.to(self.device, non_blocking=True))
-            images = self._to_device(images)
-            size = self.config.train_size(epoch)
-            if size != images.shape[-1]:  # progressive resizing: cached at image_size, downsampled here
-                images = nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
-            labels = labels.to(self.device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with self._autocast():
-                mask_logits, logits = split_outputs(model(images))
-                loss = criterion(logits.float(), labels)
-                if mask_logits is not None and seg_criterion is not None and len(batch) == 3:
-                    masks = batch[2].to(self.device, non_blocking=True)
-                    loss = loss + self.config.seg_loss_weight * seg_criterion(mask_logits, masks)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if scheduler is not None and self.config.scheduler == "onecycle":
-                scheduler.step()
-            losses.append(loss.detach())
-            hits.append((logits.argmax(dim=1) == labels).sum())
-            sizes.append(labels.shape[0])
-            if show and (self.device.type == "cpu" or step % 20 == 0):
-                bar.set_postfix(loss=f"{float(losses[-1]):.4f}")
-        seen = sum(sizes)
-        if not sizes:
-            return 0.0, 0.0, 0, time.perf_counter() - started
-        total_loss = sum(float(v) * n for v, n in zip(torch.stack(losses).cpu(), sizes, strict=True))
-        correct = int(torch.stack(hits).sum())
-        return total_loss / seen, correct / seen, seen, time.perf_counter() - started
