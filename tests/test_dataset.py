@@ -15,7 +15,7 @@ from PIL import Image
 
 from breastus import DEFAULT_CLASS_NAMES, DataError, UltrasoundDataset
 from breastus.data import discover_folder, read_manifest
-from breastus.data._dataset import is_mask_file, natural_key
+from breastus.data._discovery import is_mask_file, natural_key
 
 _NUMBER = re.compile(r"\((\d+)\)")
 

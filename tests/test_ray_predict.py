@@ -18,7 +18,8 @@ pq = pytest.importorskip("pyarrow.parquet")
 from breastus import ConfigError, DataError, Predictor  # noqa: E402
 from breastus.cli import main  # noqa: E402
 from breastus.prediction import ArchiveResult, predict_archive  # noqa: E402
-from breastus.prediction._ray import _ArchiveWorker, _predict_archive, archive_paths  # noqa: E402
+from breastus.prediction._archive_inputs import archive_paths  # noqa: E402
+from breastus.prediction._ray import _ArchiveWorker, _predict_archive  # noqa: E402
 
 CLASSES = ("benign", "malignant", "normal")
 PROBABILITIES = [f"p_{c}" for c in CLASSES]
@@ -234,7 +235,8 @@ def test_worker_rows_from_an_exported_onnx_model(tiny_checkpoint, archive, tmp_p
     """What each actor runs, without Ray: an exported .onnx file gives the checkpoint's probabilities."""
     pytest.importorskip("onnxruntime")
     from breastus.export import export_model
-    from breastus.prediction._ray import load_predictor, predict_rows
+    from breastus.prediction._archive_inputs import load_predictor
+    from breastus.prediction._archive_rows import predict_rows
 
     onnx_file = export_model(tiny_checkpoint, tmp_path / "model.onnx")
     paths = [*archive["good"][:5], *archive["bad"]]
@@ -248,7 +250,8 @@ def test_more_workers_than_a_local_ray_has_cpus_is_refused(tmp_path) -> None:  #
     """A Ray started for the run never grows: asking for more actors than CPUs would wait forever."""
     from types import SimpleNamespace
 
-    from breastus.prediction._ray import _PartWriter, _run
+    from breastus.prediction._archive_rows import _PartWriter
+    from breastus.prediction._ray import _run
 
     two_cpus = SimpleNamespace(cluster_resources=lambda: {"CPU": 2.0})
     with pytest.raises(ConfigError, match=r"num_workers=3 actors need 3 CPU\(s\) but the Ray cluster has 2"):

@@ -27,15 +27,18 @@ The subpackages follow the data flow, each importing only from those below it
 - :mod:`breastus.prediction` — the :class:`Predictor` (``_predictor``; its result in
   ``_prediction``, loading in ``_loading``, the model run in ``_forward``, the lesion
   work in ``_multitask`` and ``_lesion``), DICOM cine frames (``_frames``) and
-  archive-scale prediction on Ray (``_ray``).
-- :mod:`breastus.explain` (class-activation maps, localisation scores, overlays)
+  archive-scale prediction on Ray (``_ray``; its inputs in ``_archive_inputs``, its
+  Parquet rows and part files in ``_archive_rows``).
+- :mod:`breastus.explain` (class-activation maps in ``_cam``, their target layer in
+  ``_layers``, localisation scores, overlays)
   and :mod:`breastus.export` (TorchScript, ONNX, and int8 export in ``_quantize``): below prediction, which calls them for ``Predictor.explain`` and
   ``Predictor.from_exported``.
 - :mod:`breastus.training` — :class:`TrainConfig`, the :class:`Trainer`, history.
 - :mod:`breastus.models` — the factory and weights (``_factory``, ``_weights``),
   checkpoints, and the multi-task U-Nets (``_segmentation``); beside it
-  :mod:`breastus.data` — image decoding (``_io``; DICOM in ``_dicom``),
-  user image inputs (``_inputs``), datasets and folder discovery (``_dataset``),
+  :mod:`breastus.data` — image decoding (``_io``; DICOM in ``_dicom``, its header in
+  ``_dicom_header``), user image inputs (``_inputs``), folder and manifest
+  discovery (``_discovery``), the dataset (``_dataset``),
   splits, duplicates, the audit (``_audit``, ``_audit_report``, ``_audit_html``)
   and the preprocessed-image cache.
 - :mod:`breastus.transforms` — preprocessing, augmentation, the lesion crop and

@@ -16,7 +16,8 @@ from breastus._run_files import read_split
 from breastus.cli._predict import expand_paths
 from breastus.data._dataset import UltrasoundDataset
 from breastus.data._io import load_image
-from breastus.explain._cam import CAM_METHODS, class_model, find_target_layer
+from breastus.explain._cam import CAM_METHODS, class_model
+from breastus.explain._layers import find_target_layer
 from breastus.explain._localisation import DEFAULT_GAUSSIAN_SIGMA, evaluate_localisation
 from breastus.explain._overlay import save_overlay
 from breastus.prediction._prediction import Prediction

@@ -20,8 +20,8 @@ from PIL import Image
 from breastus._errors import ConfigError, DataError
 from breastus._files import relative_posix
 from breastus.data._audit_report import AuditImage, AuditReport
-from breastus.data._dataset import natural_key, read_manifest, scan_class_folder
 from breastus.data._dicom import dicom_photometric, is_dicom
+from breastus.data._discovery import natural_key, read_manifest, scan_class_folder
 from breastus.data._duplicates import (
     DEFAULT_HASH_THRESHOLD,
     ImageFingerprint,

@@ -10,7 +10,7 @@ random and a centred-Gaussian baseline.
 
 from breastus.explain._cam import CAM_METHODS as CAM_METHODS
 from breastus.explain._cam import class_activation_maps as class_activation_maps
-from breastus.explain._cam import find_target_layer as find_target_layer
+from breastus.explain._layers import find_target_layer as find_target_layer
 from breastus.explain._localisation import DEFAULT_GAUSSIAN_SIGMA as DEFAULT_GAUSSIAN_SIGMA
 from breastus.explain._localisation import LocalisationReport as LocalisationReport
 from breastus.explain._localisation import LocalisationScore as LocalisationScore

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from breastus._errors import ConfigError, DataError
-from breastus.data._dataset import iter_images
+from breastus.data._discovery import iter_images
 from breastus.data._inputs import as_grayscale
 from breastus.export._metadata import INPUT_NAME, ExportMetadata
 from breastus.export._onnx import _import_onnx, onnx_bytes

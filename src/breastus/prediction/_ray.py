@@ -31,42 +31,38 @@ and at least once a minute, so an interrupted run loses at most that much work.
 Columns: ``path`` (string), ``label`` (predicted class, null on error), one
 ``p_<class>`` float64 column per class in the model's order (null on error), and
 ``error`` (null, or why the image could not be read).
+
+Where the parts live: this module runs Ray (actors, streaming, the run's
+bookkeeping); :mod:`~breastus.prediction._archive_inputs` reads the inputs (image
+paths, manifests, the model file) and :mod:`~breastus.prediction._archive_rows`
+builds the rows and writes, reads and rewrites the part files.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
-import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from breastus._errors import ConfigError, DataError
-from breastus.data._io import IMAGE_SUFFIXES
-from breastus.prediction._predictor import Predictor, iter_images
+from breastus._errors import ConfigError
+from breastus.prediction._archive_inputs import (
+    _BACKEND_WITH_EXPORTED,
+    _class_names,
+    _is_exported,
+    archive_paths,
+    load_predictor,
+)
+from breastus.prediction._archive_rows import _drop_rows, _PartWriter, _read_existing, _superseded, predict_rows
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-EXPORTED_SUFFIXES = (".onnx", ".ts", ".torchscript")
-"""Suffixes of files written by ``breastus export``; anything else is read as a checkpoint."""
-
 logger = logging.getLogger(__name__)
-
-_SCHEMA_KEY = b"breastus"
-_BACKEND_WITH_EXPORTED = (
-    "backend={backend!r} applies to checkpoints only; {source!r} is an exported model that runs in its own "
-    "runtime (ONNX Runtime for .onnx, TorchScript for .ts). Leave backend unset."
-)
-_FLUSH_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -130,140 +126,6 @@ def _import_ray() -> ModuleType:
     return ray
 
 
-def _is_exported(source: str | os.PathLike[str]) -> bool:
-    return Path(source).suffix.lower() in EXPORTED_SUFFIXES
-
-
-def load_predictor(
-    source: str | os.PathLike[str],
-    *,
-    backend: str | None = None,
-    batch_size: int = 32,
-    device: str = "cpu",
-    tta: bool = False,
-) -> Predictor:
-    """A Predictor for a checkpoint (``.pt`` or run folder) or an exported file (``.onnx``, ``.ts``).
-
-    ``backend`` (``"torch"``, ``"torchscript"``, ``"onnxruntime"``; default
-    ``"torch"``) applies to checkpoints; an exported file runs in its own runtime.
-
-    Raises
-    ------
-    CheckpointError
-        If the file cannot be read.
-    ConfigError
-        If ``backend`` is given with an exported file, or is unknown.
-
-    """
-    if _is_exported(source):
-        if backend is not None:
-            raise ConfigError(_BACKEND_WITH_EXPORTED.format(backend=backend, source=os.fspath(source)))
-        return Predictor.from_exported(Path(source), device=device, tta=tta, batch_size=batch_size)
-    return Predictor.from_checkpoint(
-        Path(source), device=device, tta=tta, batch_size=batch_size, backend=backend or "torch"
-    )
-
-
-def _read_path_column(manifest: Path) -> list[str]:
-    """The ``path`` column of a CSV manifest, relative paths taken from the manifest's folder."""
-    with manifest.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or "path" not in reader.fieldnames:
-            raise DataError(
-                f"Manifest {str(manifest)!r} has no 'path' column (its columns: {reader.fieldnames or []}); "
-                "an archive manifest is a CSV with a header row and one image path per row in a 'path' column."
-            )
-        paths = []
-        for line, row in enumerate(reader, start=2):
-            value = (row.get("path") or "").strip()
-            if not value:
-                raise DataError(f"Manifest {str(manifest)!r} line {line}: the 'path' column is empty.")
-            path = Path(value)
-            paths.append(os.fspath(path if path.is_absolute() else manifest.parent / path))
-    return paths
-
-
-def archive_paths(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
-    """The distinct image paths named by ``inputs``, in input order.
-
-    Each input is a folder (its images, sorted, masks and hidden files left out:
-    see :func:`~breastus.prediction.iter_images`), a ``.csv`` manifest (its
-    ``path`` column; relative paths are relative to the manifest's folder), or an
-    image file (kept even if it does not exist: it becomes an error row).
-
-    Raises
-    ------
-    DataError
-        If a manifest is missing, has no ``path`` column or an empty path; if an
-        input that does not exist has no image suffix (a mistyped folder); or if
-        nothing is named.
-
-    """
-    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    paths: list[str] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            paths.extend(os.fspath(p) for p in iter_images(path))
-        elif path.suffix.lower() == ".csv":
-            if not path.is_file():
-                raise DataError(f"Manifest {str(path)!r} does not exist; pass a CSV file with a 'path' column.")
-            paths.extend(_read_path_column(path))
-        elif path.exists() or path.suffix.lower() in IMAGE_SUFFIXES:
-            paths.append(os.fspath(item))
-        else:  # most likely a mistyped folder: one error row would hide it
-            raise DataError(
-                f"Input {str(path)!r} does not exist and is neither a folder, a CSV manifest nor an image file "
-                f"({', '.join(sorted(IMAGE_SUFFIXES))}); check the path."
-            )
-    unique = list(dict.fromkeys(paths))
-    if not unique:
-        raise DataError(
-            f"No image to predict: {[os.fspath(i) for i in items]} name no image file "
-            "(pass folders, CSV manifests with a 'path' column, or image files)."
-        )
-    return unique
-
-
-def _schema(class_names: Sequence[str]) -> pa.Schema:
-    import pyarrow as pa
-
-    fields = [pa.field("path", pa.string()), pa.field("label", pa.string())]
-    fields += [pa.field(f"p_{name}", pa.float64()) for name in class_names]
-    fields.append(pa.field("error", pa.string()))
-    return pa.schema(fields, metadata={_SCHEMA_KEY: json.dumps({"class_names": list(class_names)}).encode()})
-
-
-def predict_rows(predictor: Predictor, paths: Sequence[str]) -> pa.Table:
-    """One output row per path (see the module docstring for the columns); unreadable files get ``error``.
-
-    Decoding and preprocessing are the Predictor's own (:meth:`Predictor.preprocess`),
-    so the probabilities equal :meth:`Predictor.predict`'s.
-    """
-    import pyarrow as pa
-
-    names = predictor.class_names
-    errors: list[str | None] = [None] * len(paths)
-    tensors, readable = [], []
-    with predictor._torch_threads():
-        for i, path in enumerate(paths):
-            try:
-                tensors.append(predictor.preprocess(path))
-                readable.append(i)
-            except DataError as exc:
-                errors[i] = str(exc)
-    probabilities = np.full((len(paths), len(names)), np.nan)
-    for start in range(0, len(tensors), predictor.batch_size):
-        rows = readable[start : start + predictor.batch_size]
-        probabilities[rows] = predictor._proba_batch(tensors[start : start + predictor.batch_size])
-    ok = np.array([e is None for e in errors], dtype=bool)
-    labels = [names[int(np.argmax(p))] if good else None for p, good in zip(probabilities, ok, strict=True)]
-    columns: list[Any] = [pa.array(list(paths), pa.string()), pa.array(labels, pa.string())]
-    columns += [pa.array(probabilities[:, k], pa.float64(), mask=~ok) for k in range(len(names))]
-    columns.append(pa.array(errors, pa.string()))
-    return pa.Table.from_arrays(columns, schema=_schema(names))
-
-
 class _ArchiveWorker:
     """The ``map_batches`` callable: one Predictor per Ray actor, built once."""
 
@@ -275,115 +137,6 @@ class _ArchiveWorker:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return predict_rows(self.predictor, batch.column("path").to_pylist())
-
-
-class _PartWriter:
-    """Write tables as atomically renamed part files (see the module docstring)."""
-
-    def __init__(self, out: Path, rows_per_part: int) -> None:
-        self.out, self.rows_per_part = out, rows_per_part
-        self.run = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
-        self.pending: list[pa.Table] = []
-        self.rows = self.parts = self.predicted = self.failed = 0
-        self.last_flush = time.monotonic()
-        self.first_rows_at: float | None = None
-
-    def add(self, table: pa.Table) -> None:
-        if self.first_rows_at is None:
-            self.first_rows_at = time.perf_counter()
-        self.pending.append(table)
-        self.rows += table.num_rows
-        if self.rows >= self.rows_per_part or time.monotonic() - self.last_flush > _FLUSH_SECONDS:
-            self.flush()
-
-    def flush(self) -> None:
-        self.last_flush = time.monotonic()
-        if not self.pending:
-            return
-        import pyarrow as pa
-
-        table = pa.concat_tables(self.pending)
-        name = f"part-{self.run}-{self.parts:06d}.parquet"
-        _write_atomically(table, self.out / name)
-        failed = table.num_rows - table.column("error").null_count
-        self.failed += failed
-        self.predicted += table.num_rows - failed
-        self.parts += 1
-        self.pending, self.rows = [], 0
-
-
-def _write_atomically(table: pa.Table, target: Path) -> None:
-    import pyarrow.parquet as pq
-
-    temporary = target.with_name(f".{target.name}.tmp")
-    pq.write_table(table, temporary)
-    with temporary.open("rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, target)
-
-
-def _parts(out: Path) -> list[Path]:
-    return sorted(out.glob("part-*.parquet"))  # names sort by run start time, then sequence
-
-
-def _read_existing(out: Path, class_names: Sequence[str], resume: bool) -> dict[str, list[tuple[Path, bool]]]:
-    """Rows already in ``out``: for each path, ``(part, succeeded)`` oldest part first.
-
-    Creates ``out`` if needed and deletes hidden temp files of interrupted writes.
-    """
-    if out.exists() and not out.is_dir():
-        raise DataError(
-            f"Output {str(out)!r} is a file; predict_archive writes a Parquet dataset directory. "
-            "Pass a new path (e.g. predictions.parquet) or move the file away."
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    for leftover in out.glob(".part-*.parquet.tmp"):
-        leftover.unlink()
-    parts = _parts(out)
-    if parts and not resume:
-        raise DataError(
-            f"Output {str(out)!r} already holds {len(parts)} part file(s) and resume=False. "
-            "Pass resume=True to predict only the images missing from it, or choose a new output path."
-        )
-    import pyarrow.parquet as pq
-
-    expected = _schema(class_names).names
-    rows: dict[str, list[tuple[Path, bool]]] = {}
-    for part in parts:
-        names = pq.read_schema(part).names
-        if names != expected:
-            raise ConfigError(
-                f"Output {str(out)!r} holds rows with columns {names} (in {part.name}), but this model writes "
-                f"{expected}: it was written by a model with other classes. Use a new output path."
-            )
-        table = pq.read_table(part, columns=["path", "error"])
-        for path, error in zip(table.column("path").to_pylist(), table.column("error").to_pylist(), strict=True):
-            rows.setdefault(path, []).append((part, error is None))
-    return rows
-
-
-def _superseded(rows: dict[str, list[tuple[Path, bool]]]) -> dict[Path, set[str]]:
-    """The rows to drop so that each path keeps only its newest row, as ``part -> paths``."""
-    drop: dict[Path, set[str]] = {}
-    for path, entries in rows.items():
-        for part, _ in entries[:-1]:
-            drop.setdefault(part, set()).add(path)
-    return drop
-
-
-def _drop_rows(drop: dict[Path, set[str]]) -> None:
-    """Rewrite each part without the given paths (atomically; an emptied part is deleted)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    for part, paths in drop.items():
-        table = pq.read_table(part)
-        kept = table.filter(pc.invert(pc.is_in(table.column("path"), value_set=pa.array(sorted(paths)))))
-        if kept.num_rows:
-            _write_atomically(kept, part)
-        else:
-            part.unlink()
 
 
 def _connect(ray: ModuleType, address: str | None) -> bool:
@@ -434,7 +187,7 @@ def predict_archive(
         cluster it must be readable at this path on every node.
     inputs : str, path-like or sequence of them
         Folders, CSV manifests (a ``path`` column) and image files; see
-        :func:`~breastus.prediction._ray.archive_paths`. Duplicates are predicted once.
+        :func:`~breastus.prediction._archive_inputs.archive_paths`. Duplicates are predicted once.
     out : str or path-like
         The output Parquet dataset directory, e.g. ``predictions.parquet``.
     num_workers : int, optional
@@ -508,17 +261,6 @@ def predict_archive(
 def _positive_int(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{name} must be an int >= 1. Got {value!r} instead.")
-
-
-def _class_names(source: str | os.PathLike[str]) -> tuple[str, ...]:
-    """The model's classes, read on the driver (so a bad file fails before Ray starts)."""
-    if _is_exported(source):
-        from breastus.export._api import load_exported
-
-        return tuple(load_exported(Path(source))[1].class_names)
-    from breastus.models._checkpoint import load_checkpoint
-
-    return tuple(load_checkpoint(Path(source)).class_names)
 
 
 def _predict_archive(

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from breastus._errors import DataError
-from breastus.data._dataset import discover_folder
+from breastus.data._discovery import discover_folder
 from breastus.reporting._run import Run, cv_data, data_root
 from breastus.training._config import TrainConfig
 

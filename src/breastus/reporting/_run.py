@@ -27,7 +27,7 @@ from breastus._run_files import (
     TEST_PREDICTIONS_FILE,
     read_split,
 )
-from breastus.data._dataset import DEFAULT_CLASS_NAMES
+from breastus.data._discovery import DEFAULT_CLASS_NAMES
 from breastus.models._checkpoint import Checkpoint, load_checkpoint
 
 _BOOTSTRAP_FILES = ("bootstrap.json", "test_bootstrap.json", "test_metrics_ci.json")

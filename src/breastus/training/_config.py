@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from breastus._errors import ConfigError
 from breastus._precision import PrecisionName, check_precision
-from breastus.data._dataset import DEFAULT_CLASS_NAMES
+from breastus.data._discovery import DEFAULT_CLASS_NAMES
 from breastus.data._duplicates import DEFAULT_HASH_THRESHOLD
 from breastus.models._factory import parse_model_name
 from breastus.models._segmentation import MULTITASK, is_segmentation_name
