@@ -19,7 +19,6 @@ from torchvision.transforms.v2 import functional as TF
 from breastus._errors import DataError
 from breastus.data._cache import ImageCache
 from breastus.data._discovery import DEFAULT_CLASS_NAMES, Sample, _validate_class_names, discover_folder, read_manifest
-from breastus.data._discovery import iter_images as iter_images  # imported from here by prediction/_predictor.py
 from breastus.data._io import load_image, load_mask
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from torchvision.transforms.v2 import functional as TF
 from breastus._device import resolve_device
 from breastus._errors import ConfigError, DataError
 from breastus._precision import cpu_autocast_dtype, precision_label
-from breastus.data._dataset import iter_images as iter_images
+from breastus.data._discovery import iter_images as iter_images
 from breastus.data._inputs import ImageInput as ImageInput
 from breastus.data._inputs import as_grayscale
 from breastus.models._info import ModelInfo
