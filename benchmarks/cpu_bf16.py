@@ -19,10 +19,8 @@ ratios auto/fp32 are the speed-up targets (>= 2.5x training, >= 3.5x inference).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,8 +28,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from run_record import run_header, write_result
 
-from breastus import Predictor, TrainConfig, Trainer, UltrasoundDataset, __version__, cpu_features
+from breastus import Predictor, TrainConfig, Trainer, UltrasoundDataset, cpu_features
 from breastus.models import Checkpoint, build_model, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,15 +52,9 @@ def main() -> None:
         else "no fast bf16 on this CPU: fp32 kept"
     )
     result: dict[str, Any] = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "note": "shared CPU: other processes ran at the same time; read the figures with the load average",
-        "load_average_before": os.getloadavg(),
-        "cpu": features,
+        **run_header(args),
         "mkldnn_bf16_supported": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
         "verdict": verdict,
-        "cpus": os.cpu_count(),
-        "breastus": __version__,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
     print(f"CPU: {features['model']}; {features}", flush=True)
     print(verdict, flush=True)
@@ -129,10 +122,7 @@ def main() -> None:
         print(
             f"{part}: auto/fp32 x{figures['ratio_auto_to_fp32']:.2f}, forced bf16/fp32 x{figures['ratio_bf16_to_fp32']:.2f}"
         )
-    result["load_average_after"] = os.getloadavg()
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(f"wrote {args.json}")
+    write_result(args.json, result)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,9 @@ Prints the CPU model and features (int8 speed depends on AVX-512 VNNI / AMX) and
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,8 +30,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from run_record import run_header, write_result
 
-from breastus import Predictor, TrainConfig, Trainer, UltrasoundDataset, __version__, compute_metrics, cpu_features
+from breastus import Predictor, TrainConfig, Trainer, UltrasoundDataset, compute_metrics, cpu_features
 from breastus.data import train_val_test_split
 from breastus.export import OnnxRuntimeModule, export_model
 from breastus.models import Checkpoint, build_model, save_checkpoint
@@ -86,14 +85,8 @@ def main() -> None:
     args = parser.parse_args()
     features = cpu_features()
     result: dict[str, Any] = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "note": "shared CPU: other processes ran at the same time; read the figures with the load average",
-        "load_average_before": os.getloadavg(),
-        "cpu": features,
-        "cpus": os.cpu_count(),
+        **run_header(args),
         "torch_threads": torch.get_num_threads(),
-        "breastus": __version__,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
     print(f"CPU: {features['model']}; {features}; load average {os.getloadavg()}", flush=True)
     data = UltrasoundDataset.from_folder(DATA)
@@ -179,16 +172,13 @@ def main() -> None:
         }
         shutil.rmtree(scratch / "run", ignore_errors=True)
     q = result["quality"]
-    result["load_average_after"] = os.getloadavg()
     print(
         f"int8 / fp32 ONNX Runtime: batch 32 x{result['speed']['ratio_batch32']:.2f}, latency "
         f"{int8['latency_ms_median']:.1f} vs {fp32['latency_ms_median']:.1f} ms; BUSI test ({q['test_images']} images, "
         f"{q['model']} {q['image_size']} px): agreement {q['label_agreement']:.1%}, macro-AUC "
         f"{q['macro_auc_fp32']:.4f} -> {q['macro_auc_int8']:.4f} ({q['macro_auc_difference']:+.4f})"
     )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(f"wrote {args.json}")
+    write_result(args.json, result)
 
 
 if __name__ == "__main__":

@@ -136,18 +136,10 @@ def main() -> None:
         seed_child(manifest, split_file, int(epochs), int(size))
         return
 
-    from breastus import __version__, cpu_features
+    from run_record import run_header, write_result
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "benchmarks")])}
-    result: dict[str, Any] = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "note": "shared CPU: other processes ran at the same time; read the figures with the load average",
-        "load_average_before": os.getloadavg(),
-        "cpu": cpu_features(),
-        "cpus": os.cpu_count(),
-        "breastus": __version__,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "seed_child"},
-    }
+    result: dict[str, Any] = run_header(args, skip=("seed_child",))
     print(f"CPU: {result['cpu']['model']} ({os.cpu_count()} CPUs); load average {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="breastus-small-run-") as scratch_name:
         scratch = Path(scratch_name)
@@ -176,16 +168,13 @@ def main() -> None:
     best = {k: min(v) for k, v in runs.items()}
     result["best_seconds"] = best
     result["ratio_breastus_to_seed"] = best["breastus_train"] / best["seed_loop"]
-    result["load_average_after"] = os.getloadavg()
     print(
         f"{args.images} images, {args.epochs} epochs, {args.size} px: breastus train {best['breastus_train']:.1f} s, "
         f"seed-style loop {best['seed_loop']:.1f} s, ratio {result['ratio_breastus_to_seed']:.2f} "
         f"(imports: torch+torchvision {result['imports_seconds']['torch_torchvision']:.1f} s, "
         f"breastus.cli {result['imports_seconds']['breastus_cli']:.1f} s)"
     )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(f"wrote {args.json}")
+    write_result(args.json, result)
 
 
 if __name__ == "__main__":

@@ -19,18 +19,17 @@ stated target and for (a)'s own best macro-AUC (a target (a) reaches by construc
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from run_record import run_header, write_result
 from throughput import baseline_fit
 
-from breastus import TrainConfig, Trainer, UltrasoundDataset, __version__, cpu_features
+from breastus import TrainConfig, Trainer, UltrasoundDataset
 from breastus.data import train_val_test_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,15 +85,7 @@ def main() -> None:
     parser.add_argument("--skip-ablation", action="store_true", help="skip (c), the recipe without resizing")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "time_to_quality.json")
     args = parser.parse_args()
-    result: dict[str, Any] = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "note": "shared CPU: other processes ran at the same time; read the figures with the load average",
-        "load_average_before": os.getloadavg(),
-        "cpu": cpu_features(),
-        "cpus": os.cpu_count(),
-        "breastus": __version__,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-    }
+    result: dict[str, Any] = run_header(args)
     print(f"CPU: {result['cpu']['model']}; load average {os.getloadavg()}", flush=True)
     data = UltrasoundDataset.from_folder(DATA)
     split = train_val_test_split(data.labels, 0.1, 0.2, None, 0)
@@ -141,10 +132,7 @@ def main() -> None:
         times["ratio_recipe_to_seed"] = None if a is None or b is None else b / a
         shown = ", ".join(f"{k} {'not reached' if v is None else f'{v:.1f}'}" for k, v in times.items())
         print(f"target {name} = {targets[name]:.3f}: {shown}")
-    result["load_average_after"] = os.getloadavg()
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(f"wrote {args.json}")
+    write_result(args.json, result)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from breastus.models._checkpoint import Checkpoint, load_checkpoint
 from breastus.transforms._preprocess import Preprocessing
 
 if TYPE_CHECKING:
+    from breastus.export._metadata import ExportMetadata
     from breastus.prediction._predictor import Predictor
 
 
@@ -56,6 +57,34 @@ def from_checkpoint(
         raise CheckpointError(f"Checkpoint {str(path)!r}: {exc}") from exc
 
 
+def _configured(
+    cls: type[Predictor],
+    model: torch.nn.Module,
+    source: Checkpoint | ExportMetadata,
+    what: str,
+    device: str | torch.device,
+    tta: bool,
+    batch_size: int,
+    decision: str | None,
+    **options: Any,
+) -> Predictor:
+    """A ``cls`` running ``model``, configured by what a checkpoint or an export records."""
+    return cls(
+        model,
+        source.model_info,
+        source.class_names,
+        source.image_size,
+        device=device,
+        tta=tta,
+        temperature=source.temperature,
+        batch_size=batch_size,
+        preprocessing=recorded_preprocessing(source.preprocessing, what),
+        decision=decision,
+        lesion_threshold=source.lesion_threshold,
+        **options,
+    )
+
+
 def from_exported(
     cls: type[Predictor],
     path: str | Path,
@@ -68,20 +97,8 @@ def from_exported(
     from breastus.export._api import load_exported
 
     module, meta = load_exported(path, resolve_device(device))
-    preprocessing = recorded_preprocessing(meta.preprocessing, f"The preprocessing recorded in {str(path)!r}")
-    return cls(
-        module,
-        meta.model_info,
-        meta.class_names,
-        meta.image_size,
-        device=device,
-        tta=tta,
-        temperature=meta.temperature,
-        batch_size=batch_size,
-        preprocessing=preprocessing,
-        decision=decision,
-        lesion_threshold=meta.lesion_threshold,
-    )
+    what = f"The preprocessing recorded in {str(path)!r}"
+    return _configured(cls, module, meta, what, device, tta, batch_size, decision)
 
 
 def from_loaded(
@@ -97,18 +114,6 @@ def from_loaded(
     """A ``cls`` running ``checkpoint``'s model on ``backend``, configured by the checkpoint."""
     from breastus.export._api import backend_model
 
-    preprocessing = recorded_preprocessing(checkpoint.preprocessing, "The checkpoint's preprocessing")
-    return cls(
-        backend_model(checkpoint, backend, resolve_device(device)),
-        checkpoint.model_info,
-        checkpoint.class_names,
-        checkpoint.image_size,
-        device=device,
-        tta=tta,
-        temperature=checkpoint.temperature,
-        batch_size=batch_size,
-        preprocessing=preprocessing,
-        decision=decision,
-        lesion_threshold=getattr(checkpoint, "lesion_threshold", None),
-        precision=precision,
-    )
+    model = backend_model(checkpoint, backend, resolve_device(device))
+    what = "The checkpoint's preprocessing"
+    return _configured(cls, model, checkpoint, what, device, tta, batch_size, decision, precision=precision)
