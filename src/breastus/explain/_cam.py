@@ -256,6 +256,7 @@ class ExplainablePredictor(Protocol):
     batch_size: int
     preprocessing: Preprocessing
     transform: Callable[[torch.Tensor], torch.Tensor]
+    multitask: bool
 
     def predict_proba(self, images: Sequence[ImageInput]) -> np.ndarray: ...
 
@@ -272,10 +273,10 @@ def _input_geometry(
     content inside the square model input (all of it when stretched; the part
     between the black bars when letterboxed).
     """
-    preprocessing: Preprocessing | None = getattr(predictor, "preprocessing", None)
+    preprocessing = predictor.preprocessing
     size = predictor.image_size
     box = (0, gray.height, 0, gray.width)
-    if preprocessing is None or (not preprocessing.crop and preprocessing.resize == "stretch"):
+    if not preprocessing.crop and preprocessing.resize == "stretch":
         return box, (0, size, 0, size)
     if preprocessing.crop:
         from breastus.transforms._preprocess import field_of_view_box
@@ -325,7 +326,7 @@ def class_model(predictor: ExplainablePredictor, layer: Layer) -> tuple[nn.Modul
     spatial layer of ``model.encoder`` (``encoder.layer4`` of a ResNet encoder) and
     a named layer is looked up in the multi-task model itself.
     """
-    if not getattr(predictor, "multitask", False):
+    if not predictor.multitask:
         return predictor.model, layer
     inner = predictor.model
     if layer is None:
@@ -357,7 +358,7 @@ def explain_images(
     decoded = [as_grayscale(image)[0] for image in images]
     model, layer = class_model(predictor, layer)
     indices = resolve_targets(target, predictor.class_names, len(decoded))
-    if indices is None and getattr(predictor, "multitask", False):  # the label predict gives (lesion rule)
+    if indices is None and predictor.multitask:  # the label predict gives (lesion rule)
         indices = [predictor.class_names.index(p.label) for p in predictor.predict(list(decoded))]
     if indices is None:  # the predicted class, with the predictor's own TTA and temperature
         indices = [int(i) for i in np.argmax(predictor.predict_proba(decoded), axis=1)]

@@ -85,13 +85,13 @@ class ExportMetadata:
             image_size=int(checkpoint.image_size),
             temperature=float(checkpoint.temperature),
             preprocessing=dict(checkpoint.preprocessing),
-            lesion_threshold=getattr(checkpoint, "lesion_threshold", None),
+            lesion_threshold=checkpoint.lesion_threshold,
         )
 
     def to_strings(self) -> dict[str, str]:
         """String key/value pairs (values JSON where not plain text), as stored in the file."""
         info = self.model_info
-        multitask = bool(getattr(info, "is_multitask", False))
+        multitask = info.is_multitask
         quantization = (
             {"quantized": self.quantized, "calibration": json.dumps(self.calibration, sort_keys=True)}
             if self.quantized is not None

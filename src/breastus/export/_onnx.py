@@ -48,7 +48,7 @@ def onnx_bytes(checkpoint: Checkpoint, opset: int = DEFAULT_OPSET) -> bytes:
     """
     onnx = _import_onnx()
     model = checkpoint.build_model().float().eval()
-    outputs = output_names(bool(getattr(checkpoint.model_info, "is_multitask", False)))
+    outputs = output_names(checkpoint.model_info.is_multitask)
     example = torch.zeros(2, 3, checkpoint.image_size, checkpoint.image_size)
     buffer = io.BytesIO()
     with warnings.catch_warnings():

@@ -150,7 +150,7 @@ class Predictor:
         # A model run outside PyTorch (ONNX Runtime) gets its batches built without PyTorch's
         # thread pool, whose spinning threads would otherwise compete with the runtime's own.
         self._host_batches = bool(getattr(model, "host_batches", False))
-        self.multitask = bool(getattr(model_info, "is_multitask", False))
+        self.multitask = model_info.is_multitask
         self.decision, self.lesion_threshold, self.mask_cut = check_lesion_settings(
             self.multitask, model_info.name, decision, lesion_threshold, mask_cut
         )

@@ -308,7 +308,7 @@ def create_app(
                 png = await run_in_threadpool(heatmap_overlay_png, image, heat)
                 payload["heatmap"] = png_data_url(png)
             if outline:
-                mask = getattr(prediction, "mask", None)
+                mask = prediction.mask
                 payload["outline"] = None if mask is None else mask_outline(np.asarray(mask), image.size)
         return JSONResponse(payload)
 
