@@ -4,9 +4,12 @@ Images from another hospital differ from BUSI in ways that have nothing to do
 with the lesion: black borders, rulers and side panels around the ultrasound
 field of view, burned-in text, a different aspect ratio, and a different gain
 and dynamic range. :class:`Preprocessing` collects the options that remove those
-differences before the model sees the image. It is recorded in every checkpoint
-(see :class:`~breastus.models.Checkpoint`), so :class:`~breastus.Predictor`
-applies exactly what training applied.
+differences before the model sees the image. It is part of the model's
+:class:`~breastus.transforms.InputContract`, stored in every checkpoint and
+export, so :class:`~breastus.Predictor` applies exactly what training applied.
+:meth:`Preprocessing.step` is the one implementation of the deterministic step
+(crop, intensity, resize): the transforms start with it and the image cache stores
+its output.
 
 The steps run in this order on the 8-bit grayscale image:
 
