@@ -127,7 +127,7 @@ def test_contract_roundtrips_through_json(
     assert InputContract.from_dict(json.loads(json.dumps(contract.to_dict()))) == contract
 
 
-def test_train_config_builds_the_contract_and_the_trainer_stores_it(
+def test_train_config_builds_the_contract(
     small_model: tuple[torch.nn.Module, ModelInfo],
 ) -> None:
     _, info = small_model

@@ -73,10 +73,9 @@ class InputContract:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
 
     def __post_init__(self) -> None:
-        def fail(name: str, allowed: str, fix: str = "") -> None:
+        def fail(name: str, allowed: str) -> None:
             raise ConfigError(
                 f"The {name!r} parameter of InputContract must be {allowed}. Got {getattr(self, name)!r} instead."
-                + fix
             )
 
         size = self.image_size
