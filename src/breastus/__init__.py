@@ -99,6 +99,7 @@ from breastus.training import EpochRecord as EpochRecord
 from breastus.training import TrainConfig as TrainConfig
 from breastus.training import Trainer as Trainer
 from breastus.training import TrainHistory as TrainHistory
+from breastus.transforms import InputContract as InputContract
 from breastus.transforms import Preprocessing as Preprocessing
 from breastus.transforms import eval_transform as eval_transform
 from breastus.transforms import train_transform as train_transform
@@ -116,6 +117,7 @@ __all__ = [
     "DataError",
     "EpochRecord",
     "EvaluationResult",
+    "InputContract",
     "LocalisationReport",
     "ModelInfo",
     "Prediction",

@@ -55,7 +55,7 @@ class ImageCache:
     preprocessing : Preprocessing, optional
         Entries are exactly what :meth:`Preprocessing.step
         <breastus.transforms.Preprocessing.step>` at ``size`` outputs (crop,
-        intensity, resize; the same step object for images and masks), the step
+        intensity, resize; the same step for images and masks), the step
         every model-input transform starts with, so a transform built with
         ``prepared=True`` (:meth:`InputContract.eval_transform
         <breastus.transforms.InputContract.eval_transform>`) gives cached items
@@ -91,7 +91,6 @@ class ImageCache:
             raise ConfigError(f"The 'size' parameter of ImageCache must be an int >= 1. Got {size!r} instead.")
         self.size = size
         self.preprocessing = Preprocessing() if preprocessing is None else preprocessing
-        self._step = self.preprocessing.step(size)
         self.directory = None if directory is None else Path(directory).expanduser()
         if self.directory is not None:
             try:
@@ -183,7 +182,8 @@ class ImageCache:
             if mask_paths
             else np.zeros(full.shape[-2:], dtype=bool)
         )
-        _, mask = self._step(full, tv_tensors.Mask(torch.from_numpy(merged.astype(np.uint8))[None]))
+        lesion = tv_tensors.Mask(torch.from_numpy(merged.astype(np.uint8))[None])
+        _, mask = self.preprocessing.step(self.size)(full, lesion)  # the image's step, moving the mask along
         mask = mask.as_subclass(torch.Tensor)
         with self._lock:
             self._masks[key] = (image, mask)
@@ -208,7 +208,8 @@ class ImageCache:
         return resized
 
     def _decode(self, path: Path, data: bytes | None) -> torch.Tensor:
-        resized: torch.Tensor = self._step(TF.pil_to_tensor(load_image(path, data))).as_subclass(torch.Tensor)
+        step = self.preprocessing.step(self.size)  # the model-input transforms' own first step
+        resized: torch.Tensor = step(TF.pil_to_tensor(load_image(path, data))).as_subclass(torch.Tensor)
         with self._lock:
             self.decoded += 1
         return resized
