@@ -279,8 +279,10 @@ def test_predictor_applies_the_checkpoint_preprocessing(tmp_path: Path) -> None:
     trainer.fit(data.subset(range(0, 18, 2)), data.subset(range(1, 18, 2)))
     checkpoint = load_checkpoint(trainer.best_checkpoint_path)
     assert checkpoint.preprocessing == ROBUST.to_dict()
+    # the contract is built once by the Trainer and is what the checkpoint and the Predictor carry
+    assert checkpoint.input_contract == trainer.input_contract == config.input_contract(checkpoint.model_info)
     predictor = Predictor.from_checkpoint(trainer.best_checkpoint_path, device="cpu")
-    assert predictor.preprocessing == ROBUST
+    assert predictor.preprocessing == ROBUST and predictor.input_contract == checkpoint.input_contract
 
     paths = data.paths[:4]
     model = checkpoint.build_model()

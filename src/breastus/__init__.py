@@ -41,8 +41,13 @@ The subpackages follow the data flow, each importing only from those below it
   discovery (``_discovery``), the dataset (``_dataset``),
   splits, duplicates, the audit (``_audit``, ``_audit_report``, ``_audit_html``)
   and the preprocessed-image cache.
-- :mod:`breastus.transforms` — preprocessing, augmentation, the lesion crop and
-  the input geometry (``_geometry``).
+- :mod:`breastus.transforms` — the input contract (``_contract``:
+  :class:`~breastus.transforms.InputContract`, a model's input size, normalisation
+  and preprocessing, built once by :meth:`TrainConfig.input_contract`, stored once in
+  checkpoints and exports, read by the Predictor, export and explanations),
+  preprocessing (``_preprocess``, with the field-of-view crop in ``_field_of_view``
+  and the intensity standardisation in ``_intensity``), augmentation, the lesion
+  crop and the input geometry (``_geometry``).
 - Shared foundations that import no layer: errors (``_errors``), metrics
   (``_metrics`` and ``_segmentation_metrics``, used by training and evaluation),
   the lesion decision rule (``_lesion_decision``, calibrated by training, applied
@@ -94,6 +99,7 @@ from breastus.training import EpochRecord as EpochRecord
 from breastus.training import TrainConfig as TrainConfig
 from breastus.training import Trainer as Trainer
 from breastus.training import TrainHistory as TrainHistory
+from breastus.transforms import InputContract as InputContract
 from breastus.transforms import Preprocessing as Preprocessing
 from breastus.transforms import eval_transform as eval_transform
 from breastus.transforms import train_transform as train_transform
@@ -111,6 +117,7 @@ __all__ = [
     "DataError",
     "EpochRecord",
     "EvaluationResult",
+    "InputContract",
     "LocalisationReport",
     "ModelInfo",
     "Prediction",

@@ -1,4 +1,4 @@
-"""Decode-and-resize-once cache of images as ``uint8`` tensors, in memory and optionally on disk."""
+"""Decode-and-preprocess-once cache of images as ``uint8`` tensors, in memory and optionally on disk."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
+from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
 from breastus._errors import ConfigError, DataError
@@ -24,8 +25,8 @@ from breastus.transforms._preprocess import Preprocessing
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
-"""Version of the on-disk entries; bumped whenever decoding or resizing changes."""
+CACHE_FORMAT = 2
+"""Version of the on-disk entries; bumped whenever decoding or resizing changes (2: every name carries its preprocessing)."""
 
 
 class ImageCache:
@@ -47,16 +48,18 @@ class ImageCache:
     Parameters
     ----------
     size : int
-        Side of the square the image is resized to (antialiased bilinear), the
-        same resize the evaluation transform applies, so cached and uncached
-        evaluation give the same pixels.
+        Side of the square the image is brought to.
     directory : str or pathlib.Path, optional
         Folder for the on-disk store (created if missing). ``None`` (default):
         memory only.
     preprocessing : Preprocessing, optional
-        Applied before the resize (field-of-view crop, intensity, letterbox), so
-        entries are what :func:`~breastus.eval_transform` with the same
-        preprocessing makes of the file. Default ``Preprocessing()``: the plain
+        Entries are exactly what :meth:`Preprocessing.step
+        <breastus.transforms.Preprocessing.step>` at ``size`` outputs (crop,
+        intensity, resize; the same step for images and masks), the step
+        every model-input transform starts with, so a transform built with
+        ``prepared=True`` (:meth:`InputContract.eval_transform
+        <breastus.transforms.InputContract.eval_transform>`) gives cached items
+        the pixels uncached ones get. Default ``Preprocessing()``: the plain
         stretch to the square. On disk, entries of another preprocessing have
         another name.
 
@@ -122,11 +125,8 @@ class ImageCache:
 
     def entry_name(self, data: bytes) -> str:
         """File name of the on-disk entry of an image file whose contents are ``data``."""
-        tag = ""
-        if self.preprocessing != Preprocessing():
-            recipe = json.dumps(self.preprocessing.to_dict(), sort_keys=True).encode()
-            tag = "-" + hashlib.sha256(recipe).hexdigest()[:12]
-        return f"{hashlib.sha256(data).hexdigest()}-{self.size}px{tag}-v{CACHE_FORMAT}.safetensors"
+        recipe = hashlib.sha256(json.dumps(self.preprocessing.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        return f"{hashlib.sha256(data).hexdigest()}-{self.size}px-{recipe}-v{CACHE_FORMAT}.safetensors"
 
     def get(self, path: str | Path) -> torch.Tensor:
         """The ``(1, size, size)`` ``uint8`` tensor of the image at ``path``, decoding it if needed.
@@ -182,7 +182,9 @@ class ImageCache:
             if mask_paths
             else np.zeros(full.shape[-2:], dtype=bool)
         )
-        _, mask = self.preprocessing.apply_with_mask(full, torch.from_numpy(merged.astype(np.uint8))[None], self.size)
+        lesion = tv_tensors.Mask(torch.from_numpy(merged.astype(np.uint8))[None])
+        _, mask = self.preprocessing.step(self.size)(full, lesion)  # the image's step, moving the mask along
+        mask = mask.as_subclass(torch.Tensor)
         with self._lock:
             self._masks[key] = (image, mask)
         return image, mask
@@ -206,11 +208,8 @@ class ImageCache:
         return resized
 
     def _decode(self, path: Path, data: bytes | None) -> torch.Tensor:
-        image = TF.pil_to_tensor(load_image(path, data))
-        if self.preprocessing == Preprocessing():
-            resized: torch.Tensor = TF.resize(image, [self.size, self.size], antialias=True)
-        else:
-            resized = self.preprocessing.apply(image, self.size)
+        step = self.preprocessing.step(self.size)  # the model-input transforms' own first step
+        resized: torch.Tensor = step(TF.pil_to_tensor(load_image(path, data))).as_subclass(torch.Tensor)
         with self._lock:
             self.decoded += 1
         return resized

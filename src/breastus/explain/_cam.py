@@ -26,7 +26,7 @@ from breastus.models._segmentation import split_outputs
 if TYPE_CHECKING:
     from PIL import Image
 
-    from breastus.transforms._preprocess import Preprocessing
+    from breastus.transforms._contract import InputContract
 
 CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "layercam", "scorecam")
 """Heatmap methods :func:`class_activation_maps` accepts.
@@ -252,9 +252,8 @@ class ExplainablePredictor(Protocol):
     model: nn.Module
     device: torch.device
     class_names: tuple[str, ...]
-    image_size: int
+    input_contract: InputContract
     batch_size: int
-    preprocessing: Preprocessing
     transform: Callable[[torch.Tensor], torch.Tensor]
     multitask: bool
 
@@ -273,20 +272,10 @@ def _input_geometry(
     content inside the square model input (all of it when stretched; the part
     between the black bars when letterboxed).
     """
-    preprocessing = predictor.preprocessing
-    size = predictor.image_size
-    box = (0, gray.height, 0, gray.width)
-    if not preprocessing.crop and preprocessing.resize == "stretch":
-        return box, (0, size, 0, size)
-    if preprocessing.crop:
-        from breastus.transforms._preprocess import field_of_view_box
-
-        box = field_of_view_box(np.asarray(gray))
-    from breastus.transforms._geometry import input_geometry
-
     # the same geometry the multi-task Predictor uses to bring lesion masks back
-    x0, y0, x1, y1 = input_geometry(gray.height, gray.width, box, preprocessing, size).content
-    return box, (y0, y1, x0, x1)
+    geometry = predictor.input_contract.geometry(np.asarray(gray))
+    x0, y0, x1, y1 = geometry.content
+    return geometry.crop, (y0, y1, x0, x1)
 
 
 def _to_image(heatmap: np.ndarray, gray: Image.Image, geometry: tuple[tuple[int, ...], tuple[int, ...]]) -> np.ndarray:
@@ -332,7 +321,8 @@ def class_model(predictor: ExplainablePredictor, layer: Layer) -> tuple[nn.Modul
     if layer is None:
         encoder = getattr(inner, "encoder", None)
         if isinstance(encoder, nn.Module):
-            example = torch.zeros(1, 3, predictor.image_size, predictor.image_size, device=predictor.device)
+            size = predictor.input_contract.image_size
+            example = torch.zeros(1, 3, size, size, device=predictor.device)
             _, layer = find_target_layer(encoder, None, example)
     elif isinstance(layer, str):
         layer = _resolve_named_layer(inner, layer)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from breastus._errors import CheckpointError
+from breastus._errors import CheckpointError, ConfigError
 from breastus._version import __version__
 from breastus.models._checkpoint import Checkpoint
 from breastus.models._info import ModelInfo
+from breastus.transforms._contract import InputContract, resolve_contract
+from breastus.transforms._preprocess import Preprocessing
 
 EXPORT_FORMAT = "breastus-export"
-EXPORT_FORMAT_VERSION = 1
+EXPORT_FORMAT_VERSION = 2
+"""2: the input contract as one ``input_contract`` JSON entry; 1 (still read): separate fields."""
+READABLE_EXPORT_VERSIONS = ("1", "2")
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 MASK_OUTPUT_NAME = "mask_logits"
@@ -27,33 +31,43 @@ def output_names(multitask: bool) -> list[str]:
     return [MASK_OUTPUT_NAME, CLASS_OUTPUT_NAME] if multitask else [OUTPUT_NAME]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ExportMetadata:
     """The description stored inside an exported model (ONNX ``metadata_props``, TorchScript extra file).
 
     With it an exported file is self-describing: :meth:`Predictor.from_exported
     <breastus.Predictor.from_exported>` (or any other runtime) knows the class
-    order, the input size, the normalisation and the calibration temperature
-    without the original checkpoint.
+    order, the input contract and the calibration temperature without the
+    original checkpoint.
 
     The model's input ``image`` is ``float32`` of shape ``(N, 3, image_size,
-    image_size)``: the grayscale image resized to ``image_size`` (after
-    ``preprocessing``), repeated to three channels, scaled to [0, 1] and
-    normalised with ``mean`` and ``std``. Its output ``logits`` has shape
-    ``(N, len(class_names))``; probabilities are ``softmax(logits / temperature)``.
-    A multi-task model (``model_info.task == "segmentation+classification"``) has
-    two outputs instead: ``mask_logits`` ``(N, 1, S, S)`` (lesion probability
+    image_size)``: what :meth:`input_contract.eval_transform()
+    <breastus.transforms.InputContract.eval_transform>` makes of the grayscale
+    image (its ``preprocessing``, resize to ``image_size``, repeated to three
+    channels, scaled to [0, 1] and normalised with its ``mean`` and ``std``). Its
+    output ``logits`` has shape ``(N, len(class_names))``; probabilities are
+    ``softmax(logits / temperature)``. A multi-task model
+    (``model_info.task == "segmentation+classification"``) has two outputs
+    instead: ``mask_logits`` ``(N, 1, S, S)`` (lesion probability
     ``sigmoid(mask_logits)``) and ``class_logits`` ``(N, len(class_names))``, and
     ``lesion_threshold`` is the calibrated threshold of its decision rule.
+
+    In the file the contract is one JSON entry, ``input_contract``; the plain
+    ``image_size``, ``mean`` and ``std`` entries beside it are copies for runtimes
+    that read no JSON (breastus reads the contract only). Files of export format 1
+    (separate ``image_size``, ``preprocessing`` and the model's ``mean``/``std``)
+    are still read.
+
+    Construct it with ``input_contract=...``, or in the older way with
+    ``image_size`` (third argument) and ``preprocessing``.
 
     Attributes
     ----------
     model_info : ModelInfo
     class_names : tuple of str
-    image_size : int
+    input_contract : InputContract
+        Size, normalisation and preprocessing of the input (``Checkpoint.input_contract``).
     temperature : float
-    preprocessing : dict
-        :class:`~breastus.transforms.Preprocessing` as plain values (empty: defaults).
     breastus_version : str
     lesion_threshold : float or None
         Multi-task models: ``Checkpoint.lesion_threshold``.
@@ -68,13 +82,52 @@ class ExportMetadata:
 
     model_info: ModelInfo
     class_names: tuple[str, ...]
-    image_size: int
+    input_contract: InputContract
     temperature: float = 1.0
-    preprocessing: dict[str, Any] = field(default_factory=dict)
     breastus_version: str = __version__
     lesion_threshold: float | None = None
     quantized: str | None = None
     calibration: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        model_info: ModelInfo,
+        class_names: Sequence[str],
+        image_size: int | None = None,
+        temperature: float = 1.0,
+        preprocessing: Preprocessing | dict[str, Any] | None = None,
+        breastus_version: str = __version__,
+        lesion_threshold: float | None = None,
+        quantized: str | None = None,
+        calibration: dict[str, Any] | None = None,
+        *,
+        input_contract: InputContract | None = None,
+    ) -> None:
+        contract = resolve_contract(
+            input_contract, image_size, preprocessing, model_info.mean, model_info.std, "ExportMetadata"
+        )
+        values = {
+            "model_info": model_info,
+            "class_names": tuple(class_names),
+            "input_contract": contract,
+            "temperature": temperature,
+            "breastus_version": breastus_version,
+            "lesion_threshold": lesion_threshold,
+            "quantized": quantized,
+            "calibration": {} if calibration is None else calibration,
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def image_size(self) -> int:
+        """Square input side (``input_contract.image_size``)."""
+        return self.input_contract.image_size
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """``input_contract.preprocessing`` as plain values."""
+        return self.input_contract.preprocessing.to_dict()
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint) -> ExportMetadata:
@@ -82,10 +135,9 @@ class ExportMetadata:
         return cls(
             model_info=checkpoint.model_info,
             class_names=tuple(checkpoint.class_names),
-            image_size=int(checkpoint.image_size),
             temperature=float(checkpoint.temperature),
-            preprocessing=dict(checkpoint.preprocessing),
             lesion_threshold=checkpoint.lesion_threshold,
+            input_contract=checkpoint.input_contract,
         )
 
     def to_strings(self) -> dict[str, str]:
@@ -97,6 +149,7 @@ class ExportMetadata:
             if self.quantized is not None
             else {}
         )
+        contract = self.input_contract
         values = {
             "format": EXPORT_FORMAT,
             "format_version": str(EXPORT_FORMAT_VERSION),
@@ -104,13 +157,15 @@ class ExportMetadata:
             "model": info.name,
             "model_info": json.dumps(info.to_dict()),
             "class_names": json.dumps(list(self.class_names)),
-            "image_size": str(self.image_size),
-            "mean": json.dumps(list(info.mean)),
-            "std": json.dumps(list(info.std)),
+            "input_contract": json.dumps(contract.to_dict(), sort_keys=True),
+            # plain copies of the contract's size and normalisation, for runtimes that read no JSON
+            "image_size": str(contract.image_size),
+            "mean": json.dumps(list(contract.mean)),
+            "std": json.dumps(list(contract.std)),
             "temperature": repr(float(self.temperature)),
-            "preprocessing": json.dumps(self.preprocessing, sort_keys=True),
-            "input": f"{INPUT_NAME}: float32 (N, 3, {self.image_size}, {self.image_size}); grayscale repeated "
-            "to 3 channels, scaled to [0, 1], normalised with mean and std",
+            "input": f"{INPUT_NAME}: float32 (N, 3, {contract.image_size}, {contract.image_size}); the "
+            "input_contract's preprocessing, grayscale repeated to 3 channels, scaled to [0, 1], normalised "
+            "with its mean and std",
             "output": f"{OUTPUT_NAME}: float32 (N, {len(self.class_names)}) in class_names order; "
             "probabilities = softmax(logits / temperature)",
             **quantization,
@@ -142,26 +197,44 @@ class ExportMetadata:
                 f"{source!r} carries no breastus metadata (no format={EXPORT_FORMAT!r} entry); export it with "
                 "`breastus export CHECKPOINT --format onnx|torchscript --out FILE`."
             )
-        if values.get("format_version") != str(EXPORT_FORMAT_VERSION):
+        version = values.get("format_version")
+        if version not in READABLE_EXPORT_VERSIONS:
             raise CheckpointError(
-                f"{source!r} is a breastus export of format version {values.get('format_version')!r}; this "
-                f"breastus {__version__} reads version {EXPORT_FORMAT_VERSION}. Export it again with this version."
+                f"{source!r} is a breastus export of format version {version!r}; this breastus {__version__} "
+                f"reads versions {', '.join(READABLE_EXPORT_VERSIONS)}. Export it again with this version."
             )
         try:
+            model_info = ModelInfo.from_dict(json.loads(values["model_info"]))
             return cls(
-                model_info=ModelInfo.from_dict(json.loads(values["model_info"])),
+                model_info=model_info,
                 class_names=tuple(str(c) for c in json.loads(values["class_names"])),
-                image_size=int(values["image_size"]),
+                input_contract=_recorded_contract(values, model_info, source),
                 temperature=float(values.get("temperature", "1.0")),
-                preprocessing=dict(json.loads(values.get("preprocessing", "{}"))),
                 breastus_version=values.get("breastus_version", "unknown"),
                 lesion_threshold=_optional_float(json.loads(values.get("lesion_threshold", "null"))),
                 quantized=values.get("quantized"),
                 calibration=dict(json.loads(values.get("calibration", "{}"))),
             )
+        except CheckpointError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"The breastus metadata of {source!r} is incomplete or damaged ({exc!r}).") from exc
 
 
 def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _recorded_contract(values: Mapping[str, str], model_info: ModelInfo, source: str) -> InputContract:
+    """The input contract of export metadata: its ``input_contract`` entry, or (format 1) the separate fields."""
+    try:
+        if values.get("format_version") == "1":
+            return InputContract(
+                int(values["image_size"]),
+                model_info.mean,
+                model_info.std,
+                Preprocessing.from_dict(json.loads(values.get("preprocessing", "{}")) or None),
+            )
+        return InputContract.from_dict(json.loads(values["input_contract"]))
+    except ConfigError as exc:
+        raise CheckpointError(f"The input contract recorded in {source!r} cannot be used: {exc}") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,6 @@ from breastus.data._inputs import as_grayscale
 from breastus.export._metadata import INPUT_NAME, ExportMetadata
 from breastus.export._onnx import _import_onnx, onnx_bytes
 from breastus.models._checkpoint import Checkpoint, atomic_write
-from breastus.transforms._preprocess import Preprocessing
-from breastus.transforms._presets import eval_transform
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +86,7 @@ def calibration_batches(checkpoint: Checkpoint, paths: Sequence[Path], batch_siz
     """The model inputs of ``paths``, prepared exactly as :meth:`Predictor.preprocess <breastus.Predictor.preprocess>` does."""
     from torchvision.transforms.v2 import functional as TF
 
-    info = checkpoint.model_info
-    preprocessing = Preprocessing.from_dict(checkpoint.preprocessing)
-    transform = eval_transform(checkpoint.image_size, info.mean, info.std, preprocessing)
+    transform = checkpoint.input_contract.eval_transform()
     tensors = [transform(TF.pil_to_tensor(as_grayscale(p)[0])).numpy() for p in paths]
     return [np.stack(tensors[i : i + batch_size]).astype(np.float32) for i in range(0, len(tensors), batch_size)]
 
@@ -127,13 +124,8 @@ def int8_onnx_bytes(
 
     paths = calibration_images(calibration, calibration_size, seed)
     batches = calibration_batches(checkpoint, paths)
-    metadata = ExportMetadata.from_checkpoint(checkpoint)
-    metadata = ExportMetadata(
-        model_info=metadata.model_info,
-        class_names=metadata.class_names,
-        image_size=metadata.image_size,
-        temperature=metadata.temperature,
-        preprocessing=metadata.preprocessing,
+    metadata = replace(
+        ExportMetadata.from_checkpoint(checkpoint),
         quantized="int8",
         calibration={
             "folder": Path(calibration).resolve().name,

@@ -1,7 +1,7 @@
 """Building a Predictor from what training or export wrote: a checkpoint file, a loaded checkpoint, an export.
 
-The classes, input size, normalisation, preprocessing, temperature, task and lesion
-threshold all come from the file, so predictions match what training measured. These
+The classes, the input contract (size, normalisation, preprocessing), temperature, task
+and lesion threshold all come from the file, so predictions match what training measured. These
 are the bodies of :meth:`Predictor.from_checkpoint`, :meth:`Predictor.from_loaded` and
 :meth:`Predictor.from_exported` (documented there).
 """
@@ -14,21 +14,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from breastus._device import resolve_device
-from breastus._errors import CheckpointError, ConfigError
+from breastus._errors import CheckpointError
 from breastus.models._checkpoint import Checkpoint, load_checkpoint
-from breastus.transforms._preprocess import Preprocessing
 
 if TYPE_CHECKING:
     from breastus.export._metadata import ExportMetadata
     from breastus.prediction._predictor import Predictor
-
-
-def recorded_preprocessing(recorded: dict[str, Any] | None, what: str) -> Preprocessing:
-    """Rebuild the :class:`Preprocessing` stored in a checkpoint or export, as a CheckpointError if unusable."""
-    try:
-        return Preprocessing.from_dict(recorded)
-    except ConfigError as exc:
-        raise CheckpointError(f"{what} cannot be used: {exc}") from exc
 
 
 def from_checkpoint(
@@ -61,7 +52,6 @@ def _configured(
     cls: type[Predictor],
     model: torch.nn.Module,
     source: Checkpoint | ExportMetadata,
-    what: str,
     device: str | torch.device,
     tta: bool,
     batch_size: int,
@@ -73,14 +63,14 @@ def _configured(
         model,
         source.model_info,
         source.class_names,
-        source.image_size,
+        source.input_contract.image_size,
         device=device,
         tta=tta,
         temperature=source.temperature,
         batch_size=batch_size,
-        preprocessing=recorded_preprocessing(source.preprocessing, what),
         decision=decision,
         lesion_threshold=source.lesion_threshold,
+        input_contract=source.input_contract,
         **options,
     )
 
@@ -97,8 +87,7 @@ def from_exported(
     from breastus.export._api import load_exported
 
     module, meta = load_exported(path, resolve_device(device))
-    what = f"The preprocessing recorded in {str(path)!r}"
-    return _configured(cls, module, meta, what, device, tta, batch_size, decision)
+    return _configured(cls, module, meta, device, tta, batch_size, decision)
 
 
 def from_loaded(
@@ -115,5 +104,4 @@ def from_loaded(
     from breastus.export._api import backend_model
 
     model = backend_model(checkpoint, backend, resolve_device(device))
-    what = "The checkpoint's preprocessing"
-    return _configured(cls, model, checkpoint, what, device, tta, batch_size, decision, precision=precision)
+    return _configured(cls, model, checkpoint, device, tta, batch_size, decision, precision=precision)

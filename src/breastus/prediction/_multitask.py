@@ -35,14 +35,12 @@ from breastus.prediction._lesion import (
     InputGeometry,
     check_spacing,
     fuse_crop_probabilities,
-    input_geometry,
     lesion_measurements,
     mask_to_input,
     postprocess_mask,
 )
 from breastus.prediction._prediction import Prediction, Spacing
 from breastus.transforms._lesion import crop_to_lesion
-from breastus.transforms._preprocess import field_of_view_box
 
 if TYPE_CHECKING:
     from breastus.prediction._predictor import Predictor
@@ -115,12 +113,10 @@ def prepare(predictor: Predictor, image: ImageInput, spacing: Spacing | None = N
     if spacing is None:  # DICOM files carry their pixel spacing (breastus.data.read_dicom)
         spacing = gray.info.get("pixel_spacing_mm")
     pixels = TF.pil_to_tensor(gray)
-    height, width = int(pixels.shape[-2]), int(pixels.shape[-1])
-    crop = (0, height, 0, width)
-    if predictor.preprocessing.crop:  # the same crop Preprocessing.prepare makes, done here to know its box
-        crop = field_of_view_box(pixels[0].numpy())
-        pixels = pixels[:, crop[0] : crop[1], crop[2] : crop[3]]
-    geometry = input_geometry(height, width, crop, predictor.preprocessing, predictor.image_size)
+    # the contract's crop is done here, to know its box; the rest of its transform follows
+    geometry = predictor.input_contract.geometry(pixels[0].numpy())
+    top, bottom, left, right = geometry.crop
+    pixels = pixels[:, top:bottom, left:right]
     kept = gray if predictor.crop_classifier is not None else None
     return Item(predictor._uncropped_transform(pixels), path, geometry, kept, spacing)
 

@@ -16,7 +16,6 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, overload
 
@@ -45,8 +44,8 @@ from breastus.prediction._multitask import (
 )
 from breastus.prediction._prediction import Prediction as Prediction
 from breastus.prediction._prediction import Spacing as Spacing
+from breastus.transforms._contract import InputContract, resolve_contract
 from breastus.transforms._preprocess import Preprocessing
-from breastus.transforms._presets import eval_transform
 
 if TYPE_CHECKING:
     from breastus.models._checkpoint import Checkpoint
@@ -97,9 +96,18 @@ class Predictor:
         is: bfloat16 autocast (with channels_last) where the CPU computes bfloat16
         natively, float32 elsewhere. Probabilities are computed from float32-cast
         logits in float64 whichever runs. TorchScript and ONNX models keep float32.
+    input_contract : InputContract, optional
+        What the model expects of its input; :meth:`from_checkpoint` and
+        :meth:`from_exported` pass the file's. Without it, one is made from
+        ``image_size``, ``preprocessing`` and ``model_info``'s normalisation;
+        with it, ``image_size`` (and ``preprocessing``, if given) must agree.
 
     Attributes
     ----------
+    input_contract : InputContract
+        Size, normalisation and preprocessing of the model input; :attr:`transform`
+        is its :meth:`~breastus.transforms.InputContract.eval_transform`, and
+        :attr:`image_size` and :attr:`preprocessing` are read from it.
     precision : str
         What runs: ``"fp32"`` or ``"bf16"``.
 
@@ -128,6 +136,7 @@ class Predictor:
         lesion_threshold: float | None = None,
         mask_cut: float = 0.5,
         precision: str = "auto",
+        input_contract: InputContract | None = None,
     ) -> None:
         if not temperature > 0:
             raise ConfigError(f"temperature must be a float > 0. Got {temperature!r} instead.")
@@ -141,12 +150,13 @@ class Predictor:
         self.model = model.to(self.device).eval()
         self.model_info = model_info
         self.class_names = tuple(class_names)
-        self.image_size = int(image_size)
+        self.input_contract = resolve_contract(
+            input_contract, image_size, preprocessing, model_info.mean, model_info.std, "Predictor"
+        )
         self.tta = tta
         self.temperature = float(temperature)
         self.batch_size = int(batch_size)
-        self.preprocessing = Preprocessing() if preprocessing is None else preprocessing
-        self.transform = eval_transform(self.image_size, model_info.mean, model_info.std, self.preprocessing)
+        self.transform = self.input_contract.eval_transform()
         # A model run outside PyTorch (ONNX Runtime) gets its batches built without PyTorch's
         # thread pool, whose spinning threads would otherwise compete with the runtime's own.
         self._host_batches = bool(getattr(model, "host_batches", False))
@@ -158,15 +168,23 @@ class Predictor:
         self.crop_weight = 0.5
         self.crop_margin = 0.25
         # multi-task inputs: the field-of-view crop is done here (its box is needed to place the mask)
-        self._uncropped_transform = eval_transform(
-            self.image_size, model_info.mean, model_info.std, replace(self.preprocessing, crop=False)
-        )
+        self._uncropped_transform = self.input_contract.without_crop().eval_transform()
         eager = not self._host_batches and not isinstance(model, torch.jit.ScriptModule)
         dtype = cpu_autocast_dtype(precision)
         self._autocast_dtype = dtype if eager and self.device.type == "cpu" else None
         if self._autocast_dtype is not None:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.precision = precision_label(self._autocast_dtype)
+
+    @property
+    def image_size(self) -> int:
+        """Square model input side (``input_contract.image_size``)."""
+        return self.input_contract.image_size
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The preprocessing of the model input (``input_contract.preprocessing``)."""
+        return self.input_contract.preprocessing
 
     def _torch_threads(self) -> AbstractContextManager[None]:
         """One PyTorch thread while preparing inputs for a model that runs outside PyTorch."""

@@ -75,14 +75,15 @@ def _lesion_lines(run: Run) -> list[str]:
 
 def model_section(run: Run) -> list[str]:
     ck, info = run.checkpoint, run.checkpoint.model_info
+    contract = ck.input_contract
     return [
         "## Model",
         "",
         f"- Architecture: `{info.name}` ({info.num_classes}-way classification head)",
         *_lesion_lines(run),
         f"- Initial weights: `{info.weights}`",
-        f"- Input: grayscale image resized to {ck.image_size}×{ck.image_size} px, normalised with "
-        f"mean {list(info.mean)} and std {list(info.std)}",
+        f"- Input: grayscale image resized to {contract.image_size}×{contract.image_size} px, normalised with "
+        f"mean {list(contract.mean)} and std {list(contract.std)}",
         f"- Output classes (in order): {', '.join(f'`{c}`' for c in ck.class_names)}",
         f"- Softmax temperature: {ck.temperature:g}" + (" (uncalibrated)" if ck.temperature == 1.0 else ""),
         f"- Checkpoint: `{run.checkpoint_path.name}` (epoch {ck.epoch}), written by breastus {ck.breastus_version}",

@@ -10,7 +10,9 @@ from breastus._precision import PrecisionName, check_precision
 from breastus.data._discovery import DEFAULT_CLASS_NAMES
 from breastus.data._duplicates import DEFAULT_HASH_THRESHOLD
 from breastus.models._factory import parse_model_name
+from breastus.models._info import ModelInfo
 from breastus.models._segmentation import MULTITASK, is_segmentation_name
+from breastus.transforms._contract import InputContract
 from breastus.transforms._preprocess import Preprocessing
 
 OptimizerName = Literal["adam", "adamw", "sgd"]
@@ -319,6 +321,22 @@ class TrainConfig:
         if values.get("progressive_resize") is not None:
             values["progressive_resize"] = tuple(tuple(step) for step in values["progressive_resize"])
         return cls(**values)  # type: ignore[arg-type]
+
+    def input_contract(self, model_info: ModelInfo) -> InputContract:
+        """The input contract of a model trained with this config: the one place it is built.
+
+        Parameters
+        ----------
+        model_info : ModelInfo
+            The model's info; its ``mean`` and ``std`` normalise the input.
+
+        Returns
+        -------
+        InputContract
+            ``image_size`` and ``preprocessing`` of this config, the model's normalisation.
+
+        """
+        return InputContract(self.image_size, model_info.mean, model_info.std, self.preprocessing)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied (and validated)."""

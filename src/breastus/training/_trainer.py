@@ -37,7 +37,7 @@ from breastus.training._epoch import gather, lesion_validation, train_epoch, val
 from breastus.training._history import EpochRecord, TrainHistory, append_history, write_history
 from breastus.training._recipe import class_loss, make_optimizer, make_scheduler, seg_loss
 from breastus.transforms._batch import BatchAugment
-from breastus.transforms._presets import eval_transform, train_transform
+from breastus.transforms._contract import InputContract
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ class Trainer:
         self.device = resolve_device(self.config.device)
         self.model: nn.Module | None = None
         self.model_info: ModelInfo | None = None
+        self.input_contract: InputContract | None = None  # built by fit, stored in every checkpoint it writes
         self.history = TrainHistory()
         self.distributed = DistributedContext()
         self._multitask = False
@@ -216,16 +217,15 @@ class Trainer:
         if cfg.compile:
             train_model = torch.compile(train_model)  # type: ignore[assignment]
 
-        prep = cfg.preprocessing
-        cache = ImageCache(cfg.image_size, cfg.cache_dir, preprocessing=prep) if cfg.cache_images else None
-        # Cached images are already prepared and resized; only the (idempotent) resize mode remains.
-        view = prep if cache is None else prep.resize_only()
+        self.input_contract = contract = cfg.input_contract(info)
+        cache = ImageCache(contract.image_size, cfg.cache_dir, contract.preprocessing) if cfg.cache_images else None
+        prepared = cache is not None  # cached images already went through the contract's deterministic step
         train_data = train.with_transform(
-            None if cfg.batch_augment else train_transform(cfg.image_size, info.mean, info.std, view, cfg.augmentation)
+            None if cfg.batch_augment else contract.train_transform(cfg.augmentation, prepared=prepared)
         ).with_cache(cache)
-        augment = BatchAugment(cfg.image_size, info.mean, info.std) if cfg.batch_augment else None
+        augment = BatchAugment(contract.image_size, contract.mean, contract.std) if cfg.batch_augment else None
         seg_criterion = seg_loss() if self._multitask else None
-        val_data = val.with_transform(eval_transform(cfg.image_size, info.mean, info.std, view)).with_cache(cache)
+        val_data = val.with_transform(contract.eval_transform(prepared=prepared)).with_cache(cache)
         # Distributed: each rank trains on its DistributedSampler part and validates on every
         # world_size-th image; the validation logits are gathered so all ranks see the full set.
         sampler: DistributedSampler[Any] | None = (
@@ -391,11 +391,10 @@ class Trainer:
         return Checkpoint(
             model_info=info,
             class_names=tuple(self.config.class_names),
-            image_size=self.config.image_size,
             model_state=state,
             epoch=epoch,
             train_config=self.config.to_dict(),
             training_state=training_state,
-            preprocessing=self.config.preprocessing.to_dict(),
             lesion_threshold=lesion_threshold,
+            input_contract=self.input_contract or self.config.input_contract(info),
         )

@@ -1,4 +1,9 @@
-"""Transforms: train and evaluation presets built from torchvision.transforms.v2."""
+"""Transforms: the input contract, preprocessing, and train and evaluation presets (torchvision.transforms.v2).
+
+:class:`InputContract` is what a model expects of its input (size, normalisation,
+:class:`Preprocessing`); checkpoints and exports carry one, and every model-input
+transform is built from it.
+"""
 
 from breastus.transforms._augment import RandomDepthCrop as RandomDepthCrop
 from breastus.transforms._augment import RandomGamma as RandomGamma
@@ -7,6 +12,7 @@ from breastus.transforms._augment import SpeckleNoise as SpeckleNoise
 from breastus.transforms._augment import scanner_appearance as scanner_appearance
 from breastus.transforms._augment import scanner_geometry as scanner_geometry
 from breastus.transforms._batch import BatchAugment as BatchAugment
+from breastus.transforms._contract import InputContract as InputContract
 from breastus.transforms._lesion import crop_to_lesion as crop_to_lesion
 from breastus.transforms._lesion import lesion_box as lesion_box
 from breastus.transforms._preprocess import Letterbox as Letterbox
@@ -21,6 +27,7 @@ from breastus.transforms._presets import train_transform as train_transform
 
 __all__ = [
     "BatchAugment",
+    "InputContract",
     "Letterbox",
     "PrepareImage",
     "Preprocessing",

@@ -4,9 +4,12 @@ Images from another hospital differ from BUSI in ways that have nothing to do
 with the lesion: black borders, rulers and side panels around the ultrasound
 field of view, burned-in text, a different aspect ratio, and a different gain
 and dynamic range. :class:`Preprocessing` collects the options that remove those
-differences before the model sees the image. It is recorded in every checkpoint
-(see :class:`~breastus.models.Checkpoint`), so :class:`~breastus.Predictor`
-applies exactly what training applied.
+differences before the model sees the image. It is part of the model's
+:class:`~breastus.transforms.InputContract`, stored in every checkpoint and
+export, so :class:`~breastus.Predictor` applies exactly what training applied.
+:meth:`Preprocessing.step` is the one implementation of the deterministic step
+(crop, intensity, resize): the transforms start with it and the image cache stores
+its output.
 
 The steps run in this order on the 8-bit grayscale image:
 
@@ -46,192 +49,13 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from breastus._errors import ConfigError
+from breastus.transforms._field_of_view import field_of_view_box as field_of_view_box
+from breastus.transforms._intensity import _import_cv2
+from breastus.transforms._intensity import clahe as clahe
+from breastus.transforms._intensity import percentile_window as percentile_window
 
 ResizeMode = Literal["stretch", "letterbox"]
 IntensityMode = Literal["none", "percentile", "clahe"]
-
-_WORK_SIDE = 256
-"""Longer side of the downscaled copy that :func:`field_of_view_box` analyses."""
-
-
-def field_of_view_box(
-    image: np.ndarray,
-    threshold: float = 1.0,
-    min_fraction: float = 0.1,
-) -> tuple[int, int, int, int]:
-    """Bounding box of the ultrasound field of view in a grayscale frame.
-
-    The frame is analysed at a longer side of 256 pixels: it is smoothed (3 × 3
-    mean), thresholded at ``threshold``, closed (5 × 5) so that speckle and dark
-    cysts inside the image stay connected, and opened (9 × 9, about 3.5 % of the
-    longer side) so that thin structures — text, calipers, ruler ticks,
-    lines — vanish. The largest remaining 8-connected region is the field of
-    view. Structures that touch it (text drawn inside the image) are kept.
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        ``(H, W)`` ``uint8`` grayscale frame.
-    threshold : float, default=1.0
-        Grey level from which a (smoothed) pixel counts as signal. It is low on
-        purpose: deep tissue and acoustic shadows are dark (mean grey levels of
-        2–7 in BUSI) and must stay in view, while the borders of screen captures
-        are black (0). A frame on a grey background is therefore not cropped.
-    min_fraction : float, default=0.1
-        When the largest region covers less than this fraction of the frame
-        (a nearly black or unusual image), the whole frame is returned.
-
-    Returns
-    -------
-    tuple of int
-        ``(top, bottom, left, right)``, half-open: the field of view is
-        ``image[top:bottom, left:right]``.
-
-    Raises
-    ------
-    ConfigError
-        If ``image`` is not a non-empty 2-D array.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> frame = np.zeros((100, 200), dtype=np.uint8)
-    >>> frame[20:90, 50:170] = 120
-    >>> field_of_view_box(frame)
-    (20, 90, 50, 170)
-
-    """
-    from scipy import ndimage  # imported here: only the field-of-view crop needs it
-
-    if image.ndim != 2 or image.size == 0:
-        raise ConfigError(f"field_of_view_box needs a non-empty (H, W) array. Got shape {image.shape} instead.")
-    height, width = image.shape
-    scale = min(1.0, _WORK_SIDE / max(height, width))
-    small_h, small_w = max(1, round(height * scale)), max(1, round(width * scale))
-    tensor = torch.from_numpy(np.require(image, np.uint8, ["C", "W"]))[None]
-    small = tensor if scale == 1.0 else TF.resize(tensor, [small_h, small_w], antialias=True)
-    work = ndimage.uniform_filter(small[0].numpy().astype(np.float32), size=3)
-    signal = work >= threshold
-    # Morphology on an edge-padded copy, so that a field of view reaching the frame's edge is not eroded there.
-    pad = 9
-    padded = np.pad(signal, pad, mode="edge")
-    padded = ndimage.binary_closing(padded, structure=np.ones((5, 5), bool))
-    padded = ndimage.binary_opening(padded, structure=np.ones((9, 9), bool))
-    signal = padded[pad:-pad, pad:-pad]
-    labels, count = ndimage.label(signal, structure=np.ones((3, 3), bool))
-    whole = (0, height, 0, width)
-    if count == 0:
-        return whole
-    sizes = np.bincount(labels.ravel())[1:]
-    largest = int(np.argmax(sizes)) + 1
-    if sizes[largest - 1] < min_fraction * small_h * small_w:
-        return whole
-    # Smoothing and closing widen the region by a pixel or two: bound it by the raw signal inside it.
-    region = (labels == largest) & (small[0].numpy() >= threshold)
-    if not region.any():
-        region = labels == largest
-    rows = np.flatnonzero(region.any(axis=1))
-    cols = np.flatnonzero(region.any(axis=0))
-    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    # Text or a ruler close to the field of view can be merged with it by the closing; a (nearly)
-    # empty row or column in the outer quarter of the box separates them: cut there.
-    inside = work[r0:r1, c0:c1] >= threshold
-    dr0, dr1 = _trim_gaps(inside.mean(axis=1))
-    dc0, dc1 = _trim_gaps(inside.mean(axis=0))
-    r0, r1, c0, c1 = r0 + dr0, r0 + dr1, c0 + dc0, c0 + dc1
-    top = max(0, int(np.floor(r0 / scale)))
-    bottom = min(height, int(np.ceil(r1 / scale)))
-    left = max(0, int(np.floor(c0 / scale)))
-    right = min(width, int(np.ceil(c1 / scale)))
-    return top, bottom, left, right
-
-
-def _trim_gaps(occupancy: np.ndarray, empty: float = 0.02) -> tuple[int, int]:
-    """Start and end of the profile after cutting at its outermost near-empty entries (outer quarters only)."""
-    n = len(occupancy)
-    quarter = n // 4
-    start, end = 0, n
-    low = np.flatnonzero(occupancy[:quarter] < empty)
-    if low.size:
-        start = int(low[-1]) + 1
-    high = np.flatnonzero(occupancy[n - quarter :] < empty)
-    if high.size:
-        end = n - quarter + int(high[0])
-    return start, end
-
-
-def percentile_window(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
-    """Stretch grey levels linearly so that percentile ``low`` → 0 and ``high`` → 255.
-
-    Values outside are clipped. An image whose two percentiles are closer than one
-    grey level (a flat image) is returned unchanged.
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        ``uint8`` grayscale image.
-    low, high : float, default=1.0, 99.0
-        Percentiles in [0, 100], ``low < high``.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``uint8``, same shape.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> percentile_window(np.array([[50, 100, 150]], dtype=np.uint8), 0, 100).tolist()
-    [[0, 128, 255]]
-
-    """
-    lo, hi = np.percentile(image, [low, high])
-    if hi - lo < 1:
-        return image
-    scaled = (image.astype(np.float32) - float(lo)) * (255.0 / float(hi - lo))
-    result: np.ndarray = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    return result
-
-
-def _import_cv2() -> Any:
-    try:
-        import cv2
-    except ImportError as exc:
-        raise ConfigError(
-            "Preprocessing(intensity='clahe') needs OpenCV, which is not installed. "
-            "Install it with pip install 'breastus[preprocess]' (opencv-python-headless), "
-            "or use intensity='percentile'."
-        ) from exc
-    return cv2
-
-
-def clahe(image: np.ndarray, clip_limit: float = 2.0, tiles: int = 8) -> np.ndarray:
-    """Contrast-limited adaptive histogram equalisation (OpenCV ``createCLAHE``).
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        ``uint8`` grayscale image.
-    clip_limit : float, default=2.0
-        OpenCV's clip limit (contrast amplification cap per tile).
-    tiles : int, default=8
-        The image is divided into ``tiles`` × ``tiles`` regions.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``uint8``, same shape.
-
-    Raises
-    ------
-    ConfigError
-        If OpenCV is not installed.
-
-    """
-    cv2 = _import_cv2()
-    equaliser = cv2.createCLAHE(clipLimit=float(clip_limit), tileGridSize=(tiles, tiles))
-    result: np.ndarray = equaliser.apply(np.ascontiguousarray(image, dtype=np.uint8))
-    return result
 
 
 @dataclass(frozen=True)
@@ -341,13 +165,36 @@ class Preprocessing:
             return Letterbox(size)
         return v2.Resize((size, size), antialias=True)
 
+    def step(self, size: int) -> v2.Transform:
+        """The whole deterministic step as one transform: :meth:`prepare`, then the resize to ``size``.
+
+        This is the one implementation of the preprocessing: the evaluation and
+        training transforms start with it, and :class:`~breastus.data.ImageCache`
+        stores what it outputs (so a cached item skips it). Called as
+        ``step(image, mask)`` with a :class:`torchvision.tv_tensors.Mask`, the mask
+        gets the same crop and resize (nearest-neighbour), no intensity change.
+
+        Parameters
+        ----------
+        size : int
+            Output side in pixels.
+
+        Returns
+        -------
+        torchvision.transforms.v2.Transform
+            ``uint8`` ``(1, H, W)`` in, ``uint8`` ``(1, size, size)`` out.
+
+        """
+        prepare = [PrepareImage(self)] if self.changes_pixels else []
+        return v2.Compose([*prepare, self.resize_transform(size)])
+
     def apply(self, image: torch.Tensor, size: int) -> torch.Tensor:
-        """:meth:`prepare`, then resize to ``size`` × ``size``: what the model input is made from."""
-        resized: torch.Tensor = self.resize_transform(size)(self.prepare(image))
-        return resized
+        """:meth:`step` applied to one image: what the model input is made from."""
+        resized: torch.Tensor = self.step(size)(image)
+        return resized.as_subclass(torch.Tensor)
 
     def apply_with_mask(self, image: torch.Tensor, mask: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`apply` to an image and, with the same crop and resize, to its lesion mask.
+        """:meth:`step` applied to an image and, with the same crop and resize, to its lesion mask.
 
         Parameters
         ----------
@@ -365,8 +212,7 @@ class Preprocessing:
             Both ``(1, size, size)``; the mask as a plain tensor of ``mask``'s dtype.
 
         """
-        steps = v2.Compose([PrepareImage(self), self.resize_transform(size)])
-        out_image, out_mask = steps(image, tv_tensors.Mask(mask))
+        out_image, out_mask = self.step(size)(image, tv_tensors.Mask(mask))
         return out_image.as_subclass(torch.Tensor), out_mask.as_subclass(torch.Tensor)
 
     def resize_only(self) -> Preprocessing:

@@ -50,11 +50,74 @@ def _check_size(image_size: int) -> int:
     return image_size
 
 
-def _preprocessing_steps(preprocessing: Preprocessing | None) -> tuple[Preprocessing, list[v2.Transform]]:
+def _preprocessing(preprocessing: Preprocessing | None) -> Preprocessing:
     prep = Preprocessing() if preprocessing is None else preprocessing
     if not isinstance(prep, Preprocessing):
         raise ConfigError(f"preprocessing must be a Preprocessing or None. Got {type(prep).__name__} instead.")
-    return prep, [PrepareImage(prep)] if prep.changes_pixels else []
+    return prep
+
+
+def _eval_pipeline(
+    size: int, mean: Sequence[float], std: Sequence[float], prep: Preprocessing, prepared: bool
+) -> v2.Compose:
+    """The evaluation transform; ``prepared``: the images already went through ``prep.step(size)``."""
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            *([] if prepared else [prep.step(size)]),
+            ToThreeChannels(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean=list(mean), std=list(std)),
+        ]
+    )
+
+
+def _train_pipeline(
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    prep: Preprocessing,
+    augmentation: str,
+    prepared: bool,
+) -> v2.Compose:
+    """The training transform; ``prepared``: the images already went through ``prep.step(size)``."""
+    if augmentation == "scanner":
+        before_float, after_float = scanner_appearance()
+        prepare = [] if prepared or not prep.changes_pixels else [PrepareImage(prep)]
+        return v2.Compose(
+            [
+                v2.ToImage(),
+                *prepare,
+                *scanner_geometry(size, prep.resize_transform(size)),
+                *before_float,
+                v2.ToDtype(torch.float32, scale=True),
+                *after_float,
+                ToThreeChannels(),
+                v2.Normalize(mean=list(mean), std=list(std)),
+            ]
+        )
+    if augmentation != "default":
+        raise ConfigError(f"augmentation must be 'default' or 'scanner'. Got {augmentation!r} instead.")
+    # letterboxing comes before the random crop (stretching is the crop's own resize)
+    if prepared:
+        deterministic: list[v2.Transform] = []
+    elif prep.resize == "letterbox":
+        deterministic = [prep.step(size)]
+    else:
+        deterministic = [PrepareImage(prep)] if prep.changes_pixels else []
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            *deterministic,
+            v2.RandomResizedCrop((size, size), scale=(0.7, 1.0), ratio=(0.8, 1.25), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.95, 1.05)),
+            v2.ColorJitter(brightness=0.2, contrast=0.2),
+            ToThreeChannels(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean=list(mean), std=list(std)),
+        ]
+    )
 
 
 def eval_transform(
@@ -84,18 +147,7 @@ def eval_transform(
     torchvision.transforms.v2.Compose
 
     """
-    size = _check_size(image_size)
-    prep, steps = _preprocessing_steps(preprocessing)
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            *steps,
-            prep.resize_transform(size),
-            ToThreeChannels(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean=list(mean), std=list(std)),
-        ]
-    )
+    return _eval_pipeline(_check_size(image_size), mean, std, _preprocessing(preprocessing), prepared=False)
 
 
 def train_transform(
@@ -140,36 +192,5 @@ def train_transform(
         If ``augmentation`` is not one of the names above.
 
     """
-    size = _check_size(image_size)
-    prep, steps = _preprocessing_steps(preprocessing)
-    if augmentation == "scanner":
-        before_float, after_float = scanner_appearance()
-        return v2.Compose(
-            [
-                v2.ToImage(),
-                *steps,
-                *scanner_geometry(size, prep.resize_transform(size)),
-                *before_float,
-                v2.ToDtype(torch.float32, scale=True),
-                *after_float,
-                ToThreeChannels(),
-                v2.Normalize(mean=list(mean), std=list(std)),
-            ]
-        )
-    if augmentation != "default":
-        raise ConfigError(f"augmentation must be 'default' or 'scanner'. Got {augmentation!r} instead.")
-    if prep.resize == "letterbox":
-        steps.append(prep.resize_transform(size))
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            *steps,
-            v2.RandomResizedCrop((size, size), scale=(0.7, 1.0), ratio=(0.8, 1.25), antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.95, 1.05)),
-            v2.ColorJitter(brightness=0.2, contrast=0.2),
-            ToThreeChannels(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean=list(mean), std=list(std)),
-        ]
-    )
+    prep = _preprocessing(preprocessing)
+    return _train_pipeline(_check_size(image_size), mean, std, prep, augmentation, prepared=False)
