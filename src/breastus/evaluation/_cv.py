@@ -13,12 +13,12 @@ for measuring the leakage gap.
 (:class:`_FoldPlan`: groups kept whole, checked), train and predict each fold
 (:func:`_run_fold`, or reuse a finished one), pool the out-of-fold predictions,
 and write ``oof_predictions.csv``, the plots and ``cv.json``. The groups are
-found in ``_groups.py``, the fold figures and their intervals in ``_bootstrap.py``.
+found in ``_groups.py``, the fold figures and their intervals in ``_bootstrap.py``,
+the fold and out-of-fold files in ``_cv_files.py``.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import time
@@ -38,6 +38,7 @@ from breastus.evaluation._binary import BinaryMetrics, compute_binary_metrics
 from breastus.evaluation._bootstrap import bootstrap_ci, headline, mean_std
 from breastus.evaluation._bootstrap import fast_headline as fast_headline
 from breastus.evaluation._calibration import calibrate_checkpoint
+from breastus.evaluation._cv_files import load_fold, save_fold, write_oof
 from breastus.evaluation._evaluate import evaluate
 from breastus.evaluation._groups import GroupsOption, check_disjoint, check_groups_within_folds, resolve_groups
 from breastus.evaluation._metrics import ClassificationMetrics, compute_metrics
@@ -232,13 +233,7 @@ def _run_fold(
     }
     if segmentation is not None:
         row.update(dice=segmentation.dice, iou=segmentation.iou, pooled_dice=segmentation.pooled_dice)
-    payload = {
-        "row": row,
-        "paths": [plan.relative[int(i)] for i in test],
-        "probabilities": fold_probabilities.tolist(),
-        "predicted": [int(v) for v in fold_predicted],
-    }
-    (fold_dir / FOLD_FILE).write_text(json.dumps(payload), encoding="utf-8")
+    save_fold(fold_dir, row, [plan.relative[int(i)] for i in test], fold_probabilities, fold_predicted)
     return row, fold_probabilities, fold_predicted
 
 
@@ -379,7 +374,7 @@ def cross_validate(
     histories: dict[str, list[EpochRecord]] = {}
     for k, (_, test) in enumerate(plan.splits, start=1):
         fold_dir = out / f"fold-{k}"
-        saved = _load_fold(fold_dir, plan.relative, test) if resume else None
+        saved = load_fold(fold_dir, plan.relative, test) if resume else None
         if saved is not None:
             logger.info("fold %d/%d: reusing %s", k, folds, fold_dir / FOLD_FILE)
         row, probabilities[test], predicted[test] = saved or _run_fold(
@@ -409,7 +404,7 @@ def cross_validate(
         paths=dataset.paths,
         class_names=names,
     )
-    _write_oof(out / OOF_FILE, plan.relative, labels, probabilities, plan.fold_of, plan.groups, names)
+    write_oof(out / OOF_FILE, plan.relative, labels, probabilities, plan.fold_of, plan.groups, names)
     if plots:
         write_evaluation_plots(
             out / "plots", labels, probabilities, names, histories, title="out-of-fold", predicted=predicted
@@ -418,45 +413,3 @@ def cross_validate(
     report["seconds"] = time.perf_counter() - started
     (out / CV_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
     return result
-
-
-def _load_fold(
-    fold_dir: Path, relative: list[str], test: np.ndarray
-) -> tuple[dict[str, Any], np.ndarray, np.ndarray] | None:
-    file = fold_dir / FOLD_FILE
-    if not file.is_file():
-        return None
-    saved = json.loads(file.read_text(encoding="utf-8"))
-    if saved.get("paths") != [relative[int(i)] for i in test]:
-        logger.warning("Not reusing %s: it holds other test images; the fold is trained again.", file)
-        return None
-    probabilities = np.asarray(saved["probabilities"], dtype=np.float64)
-    # fold files written before the decision was stored: the argmax
-    predicted = np.asarray(saved.get("predicted", probabilities.argmax(axis=1)), dtype=np.int64)
-    return dict(saved["row"]), probabilities, predicted
-
-
-def _write_oof(
-    path: Path,
-    relative: list[str],
-    labels: np.ndarray,
-    probabilities: np.ndarray,
-    fold_of: np.ndarray,
-    groups: list[str],
-    names: Sequence[str],
-) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "predicted", "fold", "group", *[f"p_{c}" for c in names]])
-        for i, file in enumerate(relative):
-            row = probabilities[i]
-            writer.writerow(
-                [
-                    file,
-                    names[int(labels[i])],
-                    names[int(row.argmax())],
-                    int(fold_of[i]),
-                    groups[i],
-                    *[f"{p:.6f}" for p in row],
-                ]
-            )
