@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +80,17 @@ def make_image_folder(root: Path, counts: dict[str, int], size: tuple[int, int] 
             Image.fromarray(array, mode="L").save(folder / f"{name} ({i}).png")
             Image.fromarray(mask, mode="L").save(folder / f"{name} ({i})_mask.png")
     return root
+
+
+@pytest.fixture()
+def one_torch_thread() -> Iterator[None]:
+    """Run the test on one intra-op thread (two oversubscribed threads on a shared 2-core machine are ~20x slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture()

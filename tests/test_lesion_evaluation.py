@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +17,8 @@ from breastus.evaluation._cv import fast_headline, headline
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test here on one thread (the ``one_torch_thread`` fixture)."""
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +75,9 @@ def test_evaluate_scores_masks(multitask_run: Path, lesion_data: Path) -> None:
     assert result.metrics.lesion_called_normal == pytest.approx(expected)
 
 
-def test_evaluate_cli_prints_dice(multitask_run: Path, lesion_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_cli_prints_dice(
+    multitask_run: Path, lesion_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "metrics.json"
     assert main(["evaluate", str(multitask_run), str(lesion_data), "--device", "cpu", "--json", str(out)]) == 0
     text = capsys.readouterr().out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +23,8 @@ MEAN = STD = (0.5, 0.5, 0.5)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Two oversubscribed intra-op threads on a shared 2-core machine are ~20x slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test here on one thread (the ``one_torch_thread`` fixture)."""
 
 
 def make_lesion_folder(root: Path, counts: dict[str, int], size: tuple[int, int] = (56, 48), seed: int = 0) -> Path:
