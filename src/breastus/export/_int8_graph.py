@@ -44,7 +44,7 @@ class StaticPadConv2d(nn.Module):
 
 def _same_conv_type() -> type[nn.Module] | None:
     try:
-        from timm.layers import Conv2dSame
+        from timm.layers.conv2d_same import Conv2dSame
     except ImportError:  # timm is a dependency, but the export must not need it for torchvision models
         return None
     same: type[nn.Module] = Conv2dSame
