@@ -40,14 +40,21 @@ def _import_onnxruntime() -> Any:
     return onnxruntime
 
 
-def onnx_bytes(checkpoint: Checkpoint, opset: int = DEFAULT_OPSET) -> bytes:
+def onnx_bytes(checkpoint: Checkpoint, opset: int = DEFAULT_OPSET, static_padding: bool = False) -> bytes:
     """The checkpoint's model as a serialised ONNX model with breastus metadata and a dynamic batch size.
 
     Uses PyTorch's TorchScript-based exporter (``dynamo=False``), which needs no
     extra package and exports every torchvision and timm model breastus builds.
+    ``static_padding``: timm's dynamic 'same' padding (``Conv2dSame``) is written as
+    constant ``Pad`` nodes for the checkpoint's image size (same outputs, no shape
+    arithmetic in the graph; the int8 export uses it).
     """
     onnx = _import_onnx()
     model = checkpoint.build_model().float().eval()
+    if static_padding:
+        from breastus.export._int8_graph import static_same_padding
+
+        static_same_padding(model, checkpoint.image_size)
     outputs = output_names(checkpoint.model_info.is_multitask)
     example = torch.zeros(2, 3, checkpoint.image_size, checkpoint.image_size)
     buffer = io.BytesIO()
