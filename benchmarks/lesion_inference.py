@@ -6,8 +6,10 @@ model, softmax; for the multi-task model also the lesion score, the mask brought
 image's resolution, post-processing, box and area):
 
 * the classifier (``resnet18`` / ``tf_efficientnet_lite0``),
-* the multi-task U-Net on the same encoder (``unet/<encoder>``),
-* the U-Net with segment-then-classify (the classifier on the predicted lesion crop),
+* each multi-task family on the same encoder (``--families``, default ``unet/<encoder>``,
+  ``unet-lite/<encoder>`` and ``fpn-lite/<encoder>``),
+* each family with segment-then-classify (the classifier on the predicted lesion crop;
+  ``--no-crop`` leaves these out),
 
 as single-image latency (median of ``--repeats`` calls, one image per call) and batch
 throughput (``--batch`` images per call), for each ``--backends`` (eager PyTorch by
@@ -15,8 +17,9 @@ default; ``onnxruntime``, ``torchscript``), timed round-robin, and prints each m
 figure as a ratio to the classifier measured in the same run. Weights are random
 (speed does not depend on them); the lesion threshold is set so the crop path runs.
 
-Reduced run (a few minutes on a shared 2-core machine; one thread avoids oversubscription there)::
+Runs (a few minutes each on a shared 2-core machine; one thread avoids oversubscription there)::
 
+    python benchmarks/lesion_inference.py --json benchmarks/results/lesion_inference.json
     OMP_NUM_THREADS=1 python benchmarks/lesion_inference.py --json benchmarks/results/lesion_inference_1thread.json
     python benchmarks/lesion_inference.py --backends onnxruntime --encoders resnet18 --json /tmp/ort.json
 """
@@ -38,12 +41,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from breastus import Predictor, UltrasoundDataset, __version__, cpu_features
 from breastus.models import Checkpoint, build_model
+from breastus.models._segmentation import SEGMENTATION_FAMILIES
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("BREASTUS_DATA", ROOT.parent / "shared" / "datasets" / "busi"))
 NAMES = ("benign", "malignant", "normal")
-
-
 
 
 def checkpoint(name: str, size: int, threshold: float | None) -> Checkpoint:
@@ -96,6 +98,7 @@ def write(args: argparse.Namespace, rows: list[dict[str, Any]], load_before: tup
         "breastus_version": __version__,
         "torch_version": torch.__version__,
         "rows": rows,
+        "families": args.families,
         "note": "ratio columns: multi-task cost / classifier cost in the same run (target <= 1.6)",
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +115,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="single-image calls per variant")
     parser.add_argument("--batch-repeats", type=int, default=3, help="batch calls per variant")
     parser.add_argument("--backends", nargs="+", default=["torch"], help="torch, torchscript, onnxruntime")
+    parser.add_argument("--families", nargs="+", default=list(SEGMENTATION_FAMILIES), help="multi-task families")
+    parser.add_argument("--no-crop", action="store_true", help="leave out the segment-then-classify variants")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -122,24 +127,29 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     print(f"CPU: {cpu_features()['model']}, {torch.get_num_threads()} torch threads, load {load_before}")
     print(
-        f"{'encoder':24s} {'backend':12s} {'model':34s} {'1 image ms':>10s} {'ratio':>6s} {'img/s':>7s} {'ratio':>6s}"
+        f"{'encoder':24s} {'backend':12s} {'model':44s} {'1 image ms':>10s} {'ratio':>6s} {'img/s':>7s} {'ratio':>6s}"
+        f" {'GFLOPs':>6s}"
     )
     for encoder in args.encoders:
         classifier_ckpt = checkpoint(encoder, args.image_size, None)
-        unet_ckpt = checkpoint(f"unet/{encoder}", args.image_size, 1e-6)
-        flops = {"classifier": gflops(classifier_ckpt), "unet": gflops(unet_ckpt)}
+        family_ckpts = {
+            f"{family}/{encoder}": checkpoint(f"{family}/{encoder}", args.image_size, 1e-6) for family in args.families
+        }
+        flops = {encoder: gflops(classifier_ckpt)} | {name: gflops(c) for name, c in family_ckpts.items()}
         print(
-            f"{encoder}: {flops['classifier']:.2f} GFLOPs per image, unet/{encoder}: {flops['unet']:.2f} "
-            f"({flops['unet'] / flops['classifier']:.2f}x)"
+            f"{encoder}: {flops[encoder]:.2f} GFLOPs per image; "
+            + ", ".join(f"{name}: {flops[name]:.2f} ({flops[name] / flops[encoder]:.2f}x)" for name in family_ckpts)
         )
         for backend in args.backends:
             classifier = Predictor.from_loaded(classifier_ckpt, device="cpu", backend=backend, batch_size=args.batch)
-            unet = Predictor.from_loaded(unet_ckpt, device="cpu", backend=backend, batch_size=args.batch)
-            variants = {
-                encoder: classifier,
-                f"unet/{encoder}": unet,
-                f"unet/{encoder} + crop classifier": unet.with_crop_classifier(classifier),
-            }
+            variants: dict[str, Predictor] = {encoder: classifier}
+            cost = {encoder: flops[encoder]}
+            for name, ckpt in family_ckpts.items():
+                variants[name] = Predictor.from_loaded(ckpt, device="cpu", backend=backend, batch_size=args.batch)
+                cost[name] = flops[name]
+                if not args.no_crop:
+                    variants[f"{name} + crop classifier"] = variants[name].with_crop_classifier(classifier)
+                    cost[f"{name} + crop classifier"] = flops[name] + flops[encoder]
             latencies = interleaved({k: (lambda p=p: p.predict(images[0])) for k, p in variants.items()}, args.repeats)
             batches = interleaved({k: (lambda p=p: p.predict(images)) for k, p in variants.items()}, args.batch_repeats)
             base_latency, base_rate = latencies[encoder], len(images) / batches[encoder]
@@ -149,18 +159,18 @@ def main() -> None:
                     "encoder": encoder,
                     "backend": backend,
                     "model": label,
+                    "family": "classifier" if label == encoder else label.partition("/")[0],
                     "latency_ms": round(latency * 1000, 2),
                     "latency_ratio": round(latency / base_latency, 3),
                     "images_per_s": round(rate, 2),
                     "throughput_cost_ratio": round(base_rate / rate, 3),
-                    "gflops_per_image": round(
-                        flops["classifier"] * (label != f"unet/{encoder}") + flops["unet"] * (label != encoder), 3
-                    ),
+                    "gflops_per_image": round(cost[label], 3),
+                    "gflops_ratio": round(cost[label] / flops[encoder], 3),
                 }
                 rows.append(row)
                 print(
-                    f"{encoder:24s} {backend:12s} {label:34s} {row['latency_ms']:10.1f} {row['latency_ratio']:6.2f} "
-                    f"{row['images_per_s']:7.1f} {row['throughput_cost_ratio']:6.2f}"
+                    f"{encoder:24s} {backend:12s} {label:44s} {row['latency_ms']:10.1f} {row['latency_ratio']:6.2f} "
+                    f"{row['images_per_s']:7.1f} {row['throughput_cost_ratio']:6.2f} {row['gflops_ratio']:6.2f}"
                 )
         write(args, rows, load_before)
 

@@ -20,6 +20,7 @@ from torch import nn
 from breastus._errors import ConfigError, WeightsUnavailableError
 from breastus.models._info import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, Source
 from breastus.models._segmentation import (
+    SEGMENTATION_FAMILIES,
     SMP_RESNETS,
     build_segmentation_model,
     is_segmentation_name,
@@ -59,8 +60,8 @@ def parse_model_name(name: str, source: Source | None = None) -> tuple[Source, s
     ``"torchvision/resnet18"`` and ``"timm/resnet18"`` name the source explicitly.
     A bare name is built by ``source`` when given, else by torchvision for the
     ResNet family (:data:`TORCHVISION_MODELS`) and by timm for everything else.
-    ``"unet/<encoder>"`` names a multi-task segmentation + classification model
-    (source ``"smp"``, see :mod:`breastus.models._segmentation`); the returned
+    ``"unet/<encoder>"`` (or ``"unet-lite/..."``, ``"fpn-lite/..."``) names a multi-task
+    segmentation + classification model (source ``"smp"``, see :mod:`breastus.models._segmentation`); the returned
     architecture is then the whole name.
 
     Raises
@@ -109,8 +110,9 @@ def list_models(source: Source | None = None, pattern: str = "*") -> list[str]:
     Parameters
     ----------
     source : {"torchvision", "timm", "smp"}, optional
-        Only this library's models (``"smp"``: the multi-task ``unet/<encoder>``
-        models, listed only when asked for, one per ResNet and timm encoder).
+        Only this library's models (``"smp"``: the multi-task ``unet/<encoder>``,
+        ``unet-lite/<encoder>`` and ``fpn-lite/<encoder>`` models, listed only when
+        asked for, one per family and ResNet or timm encoder).
     pattern : str, default="*"
         Shell-style filter on the architecture (``"resnet*"``; for ``"smp"``, on the encoder).
 
@@ -124,7 +126,8 @@ def list_models(source: Source | None = None, pattern: str = "*") -> list[str]:
         names += [f"timm/{m}" for m in _timm().list_models(pattern)]
     if source == "smp":
         encoders = [m for m in SMP_RESNETS if fnmatch.fnmatch(m, pattern)]
-        names += [f"unet/{m}" for m in encoders + [m for m in _timm().list_models(pattern) if m not in encoders]]
+        encoders += [m for m in _timm().list_models(pattern) if m not in encoders]
+        names += [f"{family}/{m}" for family in SEGMENTATION_FAMILIES for m in encoders]
     return names
 
 
@@ -281,6 +284,8 @@ def create_model(
         encoder with one lesion-logit channel and a ``num_classes``-way head on the
         deepest features; ``forward`` returns ``(mask_logits, class_logits)``
         (:func:`~breastus.models.split_outputs`), input sides divisible by 32.
+        ``"unet-lite/<encoder>"`` (narrow U-Net decoder) and ``"fpn-lite/<encoder>"``
+        (small FPN decoder) are the same with a cheaper decoder.
     num_classes : int, default=3
         Outputs of the new classification head.
     pretrained : None, bool, str or pathlib.Path, default=None

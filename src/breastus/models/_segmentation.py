@@ -1,9 +1,18 @@
-"""Lesion-aware multi-task models: a U-Net that segments the lesion and classifies the image.
+"""Lesion-aware multi-task models: a decoder that segments the lesion beside an image classifier.
 
-``create_model("unet/<encoder>")`` builds a segmentation_models_pytorch
-:class:`~segmentation_models_pytorch.Unet` with one lesion-logit output channel and
-a classification head on the deepest encoder features (``aux_params``). Its
-``forward`` returns ``(mask_logits, class_logits)``; :func:`split_outputs` unpacks
+``create_model("<family>/<encoder>")`` builds a segmentation_models_pytorch model with
+one lesion-logit output channel and a classification head on the deepest encoder
+features (``aux_params``). The family fixes the decoder, so a checkpoint's model name
+rebuilds it exactly (:data:`FAMILY_ARCHITECTURES`):
+
+- ``unet``: smp's :class:`~segmentation_models_pytorch.Unet` with its default decoder
+  (channels 256, 128, 64, 32, 16);
+- ``unet-lite``: the same U-Net with narrow decoder channels (64, 32, 16, 16, 8);
+- ``fpn-lite``: smp's :class:`~segmentation_models_pytorch.FPN` with 64 pyramid and 32
+  segmentation channels (the mask is predicted at a quarter of the input resolution
+  and upsampled bilinearly, as smp does).
+
+Its ``forward`` returns ``(mask_logits, class_logits)``; :func:`split_outputs` unpacks
 the output of any breastus model, multi-task or classifier.
 
 smp is always asked for ``encoder_weights=None`` (it would download otherwise);
@@ -27,8 +36,15 @@ from breastus._errors import CheckpointError, ConfigError
 from breastus.models._info import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
 from breastus.models._weights import load_into, read_state_dict
 
-SEGMENTATION_FAMILIES: tuple[str, ...] = ("unet",)
-"""Prefixes of multi-task model names (``"unet/<encoder>"``)."""
+FAMILY_ARCHITECTURES: dict[str, tuple[str, dict[str, Any]]] = {
+    "unet": ("Unet", {}),
+    "unet-lite": ("Unet", {"decoder_channels": (64, 32, 16, 16, 8)}),
+    "fpn-lite": ("FPN", {"decoder_pyramid_channels": 64, "decoder_segmentation_channels": 32}),
+}
+"""Each multi-task family's smp architecture and decoder arguments (fixed: checkpoints rebuild from the name)."""
+
+SEGMENTATION_FAMILIES: tuple[str, ...] = tuple(FAMILY_ARCHITECTURES)
+"""Prefixes of multi-task model names (``"unet/<encoder>"``, ``"unet-lite/<encoder>"``, ``"fpn-lite/<encoder>"``)."""
 
 MULTITASK = "segmentation+classification"
 """The :attr:`ModelInfo.task` of a multi-task model."""
@@ -41,13 +57,13 @@ _TIMM_HEADS = ("conv_head.", "bn2.", "classifier.", "head.", "fc.", "norm.", "gl
 
 
 def is_segmentation_name(name: str) -> bool:
-    """Whether ``name`` names a multi-task model (``"unet/<encoder>"``)."""
+    """Whether ``name`` names a multi-task model (``"<family>/<encoder>"``, family in :data:`SEGMENTATION_FAMILIES`)."""
     prefix, _, rest = name.partition("/")
     return bool(rest) and prefix in SEGMENTATION_FAMILIES
 
 
 def parse_segmentation_name(name: str) -> tuple[str, str]:
-    """Split ``"unet/<encoder>"`` into ``(family, encoder)``, checking that the encoder exists.
+    """Split ``"<family>/<encoder>"`` into ``(family, encoder)``, checking that the encoder exists.
 
     Raises
     ------
@@ -60,7 +76,7 @@ def parse_segmentation_name(name: str) -> tuple[str, str]:
     if family not in SEGMENTATION_FAMILIES or not encoder:
         raise ConfigError(
             f"Multi-task model names are '<family>/<encoder>' with family in {list(SEGMENTATION_FAMILIES)}, "
-            f"e.g. 'unet/resnet18' or 'unet/tf_efficientnet_lite0'. Got {name!r} instead."
+            f"e.g. 'unet/resnet18', 'fpn-lite/resnet18' or 'unet-lite/tf_efficientnet_lite0'. Got {name!r} instead."
         )
     from breastus.models._factory import _timm
 
@@ -162,18 +178,18 @@ def _load_encoder(target: nn.Module, state: Mapping[str, torch.Tensor], origin: 
 def build_segmentation_model(
     name: str, num_classes: int, pretrained: Any, build_classifier: Any
 ) -> tuple[nn.Module, ModelInfo]:
-    """Build ``"unet/<encoder>"``; see :func:`breastus.create_model`.
+    """Build ``"<family>/<encoder>"`` (``unet``, ``unet-lite``, ``fpn-lite``); see :func:`breastus.create_model`.
 
     Parameters
     ----------
     name : str
-        ``"unet/<encoder>"``.
+        ``"<family>/<encoder>"``, family in :data:`SEGMENTATION_FAMILIES`.
     num_classes : int
         Outputs of the classification head.
     pretrained : None, bool, str or pathlib.Path
         As for :func:`breastus.create_model`. ``"imagenet"``: the encoder's
         ImageNet weights from the sources the classifier of the same name uses. A
-        path: a breastus checkpoint or state dict of a ``unet/<encoder>`` model
+        path: a breastus checkpoint or state dict of a model of the same name
         (loaded whole, the classification head skipped when its size differs), or
         of the encoder's classifier (loaded into the encoder).
     build_classifier : callable
@@ -196,12 +212,14 @@ def build_segmentation_model(
         raise ConfigError(
             f"The multi-task model {name!r} needs segmentation_models_pytorch: pip install 'breastus[lesion]'."
         ) from exc
-    model: Any = smp.Unet(
+    architecture, decoder = FAMILY_ARCHITECTURES[family]
+    model: Any = getattr(smp, architecture)(
         encoder_name=smp_encoder_name(encoder),
         encoder_weights=None,
         in_channels=3,
         classes=1,
         aux_params={"classes": num_classes, "dropout": 0.2, "pooling": "avg"},
+        **decoder,
     )
     weights = "random"
     mean, std = IMAGENET_MEAN, IMAGENET_STD

@@ -89,14 +89,75 @@ def postprocess_mask(probabilities: np.ndarray, cut: float = 0.5, min_component_
         raise ConfigError(f"The mask cut must be a probability in (0, 1]. Got {cut!r} instead.")
     if not 0.0 <= min_component_fraction <= 1.0:
         raise ConfigError(f"min_component_fraction must be in [0, 1]. Got {min_component_fraction!r} instead.")
-    mask = ndimage.binary_fill_holes(np.asarray(probabilities) >= cut)
+    above = np.asarray(probabilities) >= cut
+    result = np.zeros(above.shape, dtype=bool)
+    found = _bounds(above)
+    if found is None:
+        return result
+    top, bottom, left, right = found  # everything outside this box is background joined to the border
+    mask = fill_holes(above[top:bottom, left:right])
     labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
     if count > 1 and min_component_fraction > 0:
-        sizes = np.bincount(labels.ravel())[1:]
-        keep = np.flatnonzero(sizes >= min_component_fraction * sizes.max()) + 1
-        mask = np.isin(labels, keep)
-    result: np.ndarray = np.asarray(mask, dtype=bool)
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        kept = sizes >= min_component_fraction * sizes.max()
+        kept[0] = False
+        mask = kept[labels]  # a lookup table: one pass over the pixels, unlike np.isin
+    result[top:bottom, left:right] = mask
     return result
+
+
+def _bounds(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(top, bottom, left, right)``, half-open, of a 2-D mask's true pixels; ``None`` if there are none."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes`` of a 2-D boolean mask, computed by labelling.
+
+    A background pixel stays background when a 4-connected path of background
+    pixels joins it to the image border; every other pixel is filled. SciPy finds
+    these by repeated dilation from the border (tens of milliseconds on a BUSI-sized
+    image); labelling the background once and keeping the parts that touch the
+    border gives the same mask in a few. :func:`postprocess_mask` calls it on the
+    mask's bounding box only (the background around the box reaches the border).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        ``bool`` ``(H, W)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``bool`` ``(H, W)``, equal to ``ndimage.binary_fill_holes(mask)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ring = np.zeros((5, 5), dtype=bool)
+    >>> ring[1:4, 1:4] = True
+    >>> ring[2, 2] = False
+    >>> int(fill_holes(ring).sum())
+    9
+
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ConfigError(f"fill_holes needs a 2-D mask. Got shape {mask.shape} instead.")
+    if mask.size == 0:
+        return mask.copy()
+    background, count = ndimage.label(~mask)  # the default structure is 4-connected, as binary_fill_holes's
+    border = np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])
+    outside = np.zeros(count + 1, dtype=bool)
+    outside[border] = True
+    outside[0] = False  # label 0: the mask's own pixels
+    filled: np.ndarray = ~outside[background]
+    return filled
 
 
 def lesion_measurements(
