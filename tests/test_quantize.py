@@ -13,12 +13,19 @@ import torch
 from breastus import ConfigError, DataError, Predictor, UltrasoundDataset
 from breastus.cli import main
 from breastus.export import ExportMetadata, calibration_images, export_model, load_exported
+from breastus.export._quantize import resolve_weight_type
 from breastus.models import Checkpoint, build_model, save_checkpoint
 
 pytest.importorskip("onnxruntime")
 
 SIZE = 64
 CALIBRATION = 16
+
+
+def weight_dtypes(proto: onnx.ModelProto) -> set[str]:
+    """The types of the quantized convolution weights (the 4-D 8-bit initializers)."""
+    names = {onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "uint8"}
+    return {names[t.data_type] for t in proto.graph.initializer if len(t.dims) == 4 and t.data_type in names}
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +82,13 @@ def test_int8_metadata_and_graph(int8_file: Path, centred_checkpoint: Path, tmp_
     proto = onnx.load(str(int8_file))
     ops = {node.op_type for node in proto.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
-    int8_weights = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8]
-    assert len(int8_weights) >= 20  # every convolution's weights
+    _, meta = load_exported(int8_file)
+    assert meta.calibration["weight_type"] == resolve_weight_type("auto")  # chosen for this CPU, and recorded
+    assert meta.calibration["weight_type_requested"] == "auto"
+    assert weight_dtypes(proto) == {meta.calibration["weight_type"]}
+    assert sum(t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) for t in proto.graph.initializer) >= 20
     per_channel = [t for t in proto.graph.initializer if t.name.endswith("_scale") and len(t.dims) == 1]
     assert per_channel, "weights are quantized per channel"
-    _, meta = load_exported(int8_file)
     assert meta.quantized == "int8"
     assert meta.calibration["folder"] == "busi" and meta.calibration["images"] == CALIBRATION
     assert "/" not in json.dumps(meta.calibration)  # no absolute path in the file
@@ -125,3 +134,47 @@ def test_cli_int8_export_and_errors(
         export_model(tiny_checkpoint, tmp_path / "x.onnx", quantize="int8", calibration=empty)
     with pytest.raises(ConfigError, match="quantize must be None or one of"):
         export_model(tiny_checkpoint, tmp_path / "x.onnx", quantize="int4", calibration=tiny_folder)
+
+
+def test_weight_type_auto_follows_vnni(monkeypatch: pytest.MonkeyPatch) -> None:
+    import breastus.export._quantize as quantize
+
+    for vnni, expected in ((True, "int8"), (False, "uint8")):
+        monkeypatch.setattr(quantize, "cpu_features", lambda vnni=vnni: {"vnni": vnni})
+        assert resolve_weight_type("auto") == expected
+        assert resolve_weight_type("int8") == "int8" and resolve_weight_type("uint8") == "uint8"
+    with pytest.raises(ConfigError, match=r"weight_type must be one of \['auto', 'int8', 'uint8'\]"):
+        resolve_weight_type("int4")
+
+
+@pytest.mark.parametrize("weight_type", ["int8", "uint8"])
+def test_cli_int8_settings_reach_the_graph_and_metadata(
+    weight_type: str, tiny_checkpoint: Path, tiny_folder: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / f"tiny.{weight_type}.onnx"
+    args = ["export", str(tiny_checkpoint), "--out", str(out), "--quantize", "int8", "--calibration", str(tiny_folder)]
+    settings = ["--calibration-size", "8", "--weight-type", weight_type, "--calibration-method", "minmax"]
+    assert main([*args, *settings, "--keep-float", "first,last", "--no-check"]) == 0
+    proto = onnx.load(str(out))
+    assert weight_dtypes(proto) == {weight_type}
+    calibration = load_exported(out)[1].calibration
+    assert calibration["weight_type"] == weight_type and calibration["method"] == "minmax"
+    assert calibration["keep_float"] == ["first", "last"] and calibration["reduce_range"] is False
+    # the first and last weighted layers stay float32: a float Conv feeds from the input, the head is float
+    first = next(node for node in proto.graph.node if node.op_type == "Conv")
+    assert not any(i.endswith("DequantizeLinear_Output") or "_dequantized" in i for i in first.input[1:])
+
+
+def test_bad_int8_settings_are_refused_before_anything_is_written(
+    tiny_checkpoint: Path, tiny_folder: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "x.onnx"
+    for bad, match in (
+        ({"calibration_method": "median"}, "calibration_method must be one of"),
+        ({"weight_type": "int4"}, "weight_type must be one of"),
+        ({"keep_float": ["middle"]}, "keep_float entries must be among"),
+        ({"reduce_range": "yes"}, "reduce_range must be True or False"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            export_model(tiny_checkpoint, out, quantize="int8", calibration=tiny_folder, **bad)  # type: ignore[arg-type]
+    assert not out.exists()

@@ -49,8 +49,9 @@ def cpu_features() -> dict[str, Any]:
     dict
         ``model`` (the CPU's name), ``machine`` (``x86_64``, ``aarch64``, ...),
         ``torch_capability`` (:func:`torch.backends.cpu.get_cpu_capability`),
-        ``bf16_flags`` (the native-bfloat16 flags found), ``avx512`` and
-        ``avx512_vnni`` (bools) and ``fast_bf16`` (:func:`has_fast_bf16`).
+        ``bf16_flags`` (the native-bfloat16 flags found), ``avx512``,
+        ``avx512_vnni`` and ``vnni`` (AVX-512 VNNI or AVX-VNNI: 8-bit dot products
+        without 16-bit saturation; bools) and ``fast_bf16`` (:func:`has_fast_bf16`).
 
     """
     flags = _cpuinfo_flags()
@@ -69,6 +70,7 @@ def cpu_features() -> dict[str, Any]:
         "bf16_flags": sorted(f for f in flags if f in FAST_BF16_FLAGS or f == "bf16" or f == "amx_tile"),
         "avx512": "avx512f" in flags,
         "avx512_vnni": "avx512_vnni" in flags,
+        "vnni": "avx512_vnni" in flags or "avx_vnni" in flags,
         "fast_bf16": has_fast_bf16(),
     }
 

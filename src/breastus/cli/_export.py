@@ -9,7 +9,15 @@ import torch
 from breastus._errors import CheckpointError
 from breastus.export._api import export_model, load_exported
 from breastus.export._onnx import DEFAULT_OPSET
-from breastus.export._quantize import DEFAULT_CALIBRATION_SIZE, QUANTIZE_MODES, calibration_images
+from breastus.export._quantize import (
+    CALIBRATION_METHODS,
+    DEFAULT_CALIBRATION_METHOD,
+    DEFAULT_CALIBRATION_SIZE,
+    DEFAULT_WEIGHT_TYPE,
+    QUANTIZE_MODES,
+    WEIGHT_TYPES,
+    calibration_images,
+)
 from breastus.models._checkpoint import load_checkpoint
 from breastus.models._segmentation import split_outputs
 
@@ -40,6 +48,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CALIBRATION_SIZE,
         metavar="N",
         help="calibration images taken from DATA_DIR (a seeded sample)",
+    )
+    parser.add_argument(
+        "--calibration-method",
+        choices=list(CALIBRATION_METHODS),
+        default=DEFAULT_CALIBRATION_METHOD,
+        help="how activation ranges are read from the calibration images",
+    )
+    parser.add_argument(
+        "--weight-type",
+        choices=list(WEIGHT_TYPES),
+        default=DEFAULT_WEIGHT_TYPE,
+        help="int8 weights (U8S8, fastest with VNNI), uint8 (U8U8, no saturation without VNNI), "
+        "or auto: chosen for this CPU",
+    )
+    parser.add_argument(
+        "--keep-float",
+        default="none",
+        metavar="first,last",
+        help="weighted layers left in float32: first (after the input), last (before each output), both, or none",
+    )
+    parser.add_argument(
+        "--reduce-range", action="store_true", help="7-bit weights (ONNX Runtime's advice for CPUs without VNNI)"
     )
     parser.add_argument(
         "--no-check",
@@ -95,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
         quantize=args.quantize,
         calibration=args.calibration,
         calibration_size=args.calibration_size,
+        calibration_method=args.calibration_method,
+        weight_type=args.weight_type,
+        keep_float=[part for part in args.keep_float.split(",") if part and part != "none"],
+        reduce_range=args.reduce_range,
     )
     size_mb = out.stat().st_size / 1e6
     outputs = (

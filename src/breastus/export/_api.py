@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -11,7 +12,16 @@ from torch import nn
 from breastus._errors import CheckpointError, ConfigError
 from breastus.export._metadata import ExportMetadata
 from breastus.export._onnx import DEFAULT_OPSET, OnnxRuntimeModule, export_onnx, load_onnx, onnx_bytes
-from breastus.export._quantize import DEFAULT_CALIBRATION_SIZE, QUANTIZE_MODES, export_int8_onnx
+from breastus.export._quantize import (
+    DEFAULT_CALIBRATION_METHOD,
+    DEFAULT_CALIBRATION_SIZE,
+    DEFAULT_KEEP_FLOAT,
+    DEFAULT_REDUCE_RANGE,
+    DEFAULT_WEIGHT_TYPE,
+    QUANTIZE_MODES,
+    export_int8_onnx,
+    int8_settings,
+)
 from breastus.export._torchscript import export_torchscript, load_torchscript, torchscript_bytes
 from breastus.models._checkpoint import Checkpoint, load_checkpoint
 
@@ -33,6 +43,11 @@ def export_model(
     quantize: str | None = None,
     calibration: str | Path | None = None,
     calibration_size: int = DEFAULT_CALIBRATION_SIZE,
+    *,
+    calibration_method: str = DEFAULT_CALIBRATION_METHOD,
+    weight_type: str = DEFAULT_WEIGHT_TYPE,
+    keep_float: Sequence[str] = DEFAULT_KEEP_FLOAT,
+    reduce_range: bool = DEFAULT_REDUCE_RANGE,
 ) -> Path:
     """Export a trained model to ONNX or TorchScript, self-described by :class:`ExportMetadata`.
 
@@ -65,6 +80,9 @@ def export_model(
         required with ``quantize``.
     calibration_size : int, default=128
         Calibration images taken from ``calibration`` (a seeded sample).
+    calibration_method, weight_type, keep_float, reduce_range
+        int8 settings, as :func:`~breastus.export.int8_onnx_bytes` takes them (its
+        docs give their measured effect); recorded in the metadata's ``calibration``.
 
     Returns
     -------
@@ -74,8 +92,8 @@ def export_model(
     Raises
     ------
     ConfigError
-        Unknown ``format`` or ``quantize``, ``quantize`` without ``calibration`` or with
-        TorchScript, or the ``onnx`` package is missing.
+        Unknown ``format``, ``quantize`` or int8 setting, ``quantize`` without
+        ``calibration`` or with TorchScript, or the ``onnx`` package is missing.
     DataError
         The calibration folder holds no image.
     CheckpointError
@@ -100,9 +118,20 @@ def export_model(
                 f"quantize={quantize!r} needs calibration images: pass calibration=FOLDER (training images; "
                 "--calibration DATA_DIR on the command line)."
             )
+        int8_settings(calibration_method, reduce_range, keep_float, weight_type=weight_type)  # fail before loading
     loaded = _checkpoint(checkpoint)
     if quantize is not None and calibration is not None:
-        return export_int8_onnx(loaded, out, calibration, calibration_size, opset=opset)
+        return export_int8_onnx(
+            loaded,
+            out,
+            calibration,
+            calibration_size,
+            opset=opset,
+            calibration_method=calibration_method,
+            weight_type=weight_type,
+            keep_float=keep_float,
+            reduce_range=reduce_range,
+        )
     if format == "onnx":
         return export_onnx(loaded, out, opset)
     return export_torchscript(loaded, out)
