@@ -82,6 +82,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--calibration-size", type=int, default=128)
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "int8.json")
+    parser.add_argument(
+        "--keep-checkpoint", type=Path, default=None, help="copy the quality model's best.pt here (for int8_variants.py)"
+    )
     args = parser.parse_args()
     features = cpu_features()
     result: dict[str, Any] = {
@@ -141,6 +144,9 @@ def main() -> None:
         Trainer(config, scratch / "run").fit(train, val)
         result["train_seconds"] = time.perf_counter() - started
         best = scratch / "run" / "best.pt"
+        if args.keep_checkpoint is not None:
+            args.keep_checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(best, args.keep_checkpoint)
         fp32_file = export_model(best, scratch / "m.onnx")
         started = time.perf_counter()
         int8_file = export_model(

@@ -8,8 +8,11 @@ Predictor prepares them): label agreement with float32, max |Δ probability|, ma
 difference, and speed: images/s at batch 32 (ratio to float32, measured before and after
 the variants, the mean taken) and single-image latency (median).
 
-    nice -n 5 python benchmarks/int8_variants.py --checkpoint /work/wt/int8_ckpt/lite0_128.pt \\
+    python benchmarks/int8.py --keep-checkpoint runs/int8/lite0_128.pt --json benchmarks/results/int8.json
+    python benchmarks/int8_variants.py --checkpoint runs/int8/lite0_128.pt \\
         --json benchmarks/results/int8_variants_lite0.json
+
+(the first trains the checkpoint: Lite0, 128 px, 3 epochs, the seeded BUSI split).
 
 Prints the CPU features (int8 speed and the U8S8 saturation depend on VNNI).
 """
@@ -34,28 +37,22 @@ from breastus.export import OnnxRuntimeModule, int8_onnx_bytes
 from breastus.export._onnx import onnx_bytes
 from breastus.export._quantize import calibration_batches
 
+S8 = {"weight_type": "int8"}  # U8S8: uint8 activations, int8 weights (saturates without VNNI)
+U8 = {"weight_type": "uint8"}  # U8U8: uint8 activations and weights
 VARIANTS: dict[str, dict[str, Any]] = {
-    "minmax, dynamic padding (its arithmetic float)": {"calibration_method": "minmax", "static_padding": False},
-    "minmax": {"calibration_method": "minmax"},
-    "moving-average": {"calibration_method": "moving-average"},
-    "percentile": {"calibration_method": "percentile"},
-    "entropy": {"calibration_method": "entropy"},
-    "moving-average, reduce-range": {"calibration_method": "moving-average", "reduce_range": True},
-    "moving-average, symmetric": {"calibration_method": "moving-average", "symmetric_activations": True},
-    "moving-average, keep first": {"calibration_method": "moving-average", "keep_float": ("first",)},
-    "moving-average, keep last": {"calibration_method": "moving-average", "keep_float": ("last",)},
-    "moving-average, keep first+last": {"calibration_method": "moving-average", "keep_float": ("first", "last")},
-    "minmax, reduce-range": {"calibration_method": "minmax", "reduce_range": True},
-    "minmax, reduce-range, keep first+last": {
-        "calibration_method": "minmax",
-        "reduce_range": True,
-        "keep_float": ("first", "last"),
-    },
-    "moving-average, reduce-range, keep first+last": {
-        "calibration_method": "moving-average",
-        "reduce_range": True,
-        "keep_float": ("first", "last"),
-    },
+    "U8S8 minmax, dynamic padding (its arithmetic float)": {**S8, "calibration_method": "minmax", "static_padding": False},
+    "U8S8 minmax": {**S8, "calibration_method": "minmax"},
+    "U8S8 moving-average": {**S8, "calibration_method": "moving-average"},
+    "U8S8 entropy": {**S8, "calibration_method": "entropy"},
+    "U8S8 moving-average, reduce-range": {**S8, "calibration_method": "moving-average", "reduce_range": True},
+    "U8S8 moving-average, keep first+last": {**S8, "calibration_method": "moving-average", "keep_float": ("first", "last")},
+    "U8U8 moving-average": {**U8, "calibration_method": "moving-average"},
+    "U8U8 minmax": {**U8, "calibration_method": "minmax"},
+    "U8U8 percentile": {**U8, "calibration_method": "percentile"},
+    "U8U8 entropy": {**U8, "calibration_method": "entropy"},
+    "U8U8 moving-average, keep first": {**U8, "calibration_method": "moving-average", "keep_float": ("first",)},
+    "U8U8 entropy, keep first+last": {**U8, "calibration_method": "entropy", "keep_float": ("first", "last")},
+    "auto (the export default)": {},
 }
 
 

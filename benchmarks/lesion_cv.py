@@ -43,6 +43,7 @@ from breastus.evaluation import compute_binary_metrics, compute_metrics, evaluat
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lesion_aware import figures  # the figures of one evaluation, shared with that benchmark
 from lesion_crop import crop_folder
+from run_record import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ("classifier", "multitask", "segment_then_classify")
@@ -228,9 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 + f" ensemble_malignant_auc {ext['ensemble_malignant_auc']:.3f}"
             )
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-        print(f"Results: {args.json}")
+        write_result(args.json, payload)
     return 0
 
 
