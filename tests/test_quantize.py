@@ -13,7 +13,7 @@ import torch
 from breastus import ConfigError, DataError, Predictor, UltrasoundDataset
 from breastus.cli import main
 from breastus.export import ExportMetadata, calibration_images, export_model, load_exported
-from breastus.export._quantize import resolve_weight_type
+from breastus.export._quantize import int8_settings
 from breastus.models import Checkpoint, build_model, save_checkpoint
 
 pytest.importorskip("onnxruntime")
@@ -83,8 +83,7 @@ def test_int8_metadata_and_graph(int8_file: Path, centred_checkpoint: Path, tmp_
     ops = {node.op_type for node in proto.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
     _, meta = load_exported(int8_file)
-    assert meta.calibration["weight_type"] == resolve_weight_type("auto")  # chosen for this CPU, and recorded
-    assert meta.calibration["weight_type_requested"] == "auto"
+    assert meta.calibration["weight_type"] == "int8"  # the default (U8S8), recorded
     assert weight_dtypes(proto) == {meta.calibration["weight_type"]}
     assert sum(t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) for t in proto.graph.initializer) >= 20
     per_channel = [t for t in proto.graph.initializer if t.name.endswith("_scale") and len(t.dims) == 1]
@@ -136,15 +135,11 @@ def test_cli_int8_export_and_errors(
         export_model(tiny_checkpoint, tmp_path / "x.onnx", quantize="int4", calibration=tiny_folder)
 
 
-def test_weight_type_auto_follows_vnni(monkeypatch: pytest.MonkeyPatch) -> None:
-    import breastus.export._quantize as quantize
-
-    for vnni, expected in ((True, "int8"), (False, "uint8")):
-        monkeypatch.setattr(quantize, "cpu_features", lambda vnni=vnni: {"vnni": vnni})
-        assert resolve_weight_type("auto") == expected
-        assert resolve_weight_type("int8") == "int8" and resolve_weight_type("uint8") == "uint8"
-    with pytest.raises(ConfigError, match=r"weight_type must be one of \['auto', 'int8', 'uint8'\]"):
-        resolve_weight_type("int4")
+def test_weight_type_must_be_int8_or_uint8() -> None:
+    assert int8_settings()["weight_type"] == "int8"
+    assert int8_settings(weight_type="uint8")["weights"] == "uint8 per channel"
+    with pytest.raises(ConfigError, match=r"weight_type must be one of \['int8', 'uint8'\]. Got 'int4'"):
+        int8_settings(weight_type="int4")
 
 
 @pytest.mark.parametrize("weight_type", ["int8", "uint8"])

@@ -59,8 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weight-type",
         choices=list(WEIGHT_TYPES),
         default=DEFAULT_WEIGHT_TYPE,
-        help="int8 weights (U8S8, fastest with VNNI), uint8 (U8U8, no saturation without VNNI), "
-        "or auto: chosen for this CPU",
+        help="int8 weights (U8S8, the fast x86 kernels) or uint8 (U8U8: labels closer to float32 on "
+        "CPUs without VNNI, but much slower)",
     )
     parser.add_argument(
         "--keep-float",

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from breastus._errors import ConfigError, DataError
-from breastus._precision import cpu_features
 from breastus.data._discovery import iter_images
 from breastus.data._inputs import as_grayscale
 from breastus.export._int8_graph import first_weighted_nodes, last_weighted_nodes, shape_arithmetic_nodes
@@ -36,25 +35,17 @@ DEFAULT_REDUCE_RANGE = False
 KEEP_FLOAT_CHOICES: tuple[str, ...] = ("first", "last")
 """Entries of ``keep_float``: weighted nodes left in float32 (``breastus export --keep-float``)."""
 DEFAULT_KEEP_FLOAT: tuple[str, ...] = ()
-WEIGHT_TYPES: tuple[str, ...] = ("auto", "int8", "uint8")
-"""Values of ``weight_type`` (``breastus export --weight-type``)."""
-DEFAULT_WEIGHT_TYPE = "auto"
+WEIGHT_TYPES: tuple[str, ...] = ("int8", "uint8")
+"""Values of ``weight_type`` (``breastus export --weight-type``).
 
-
-def resolve_weight_type(weight_type: str) -> str:
-    """``"int8"`` or ``"uint8"``: ``"auto"`` is int8 (U8S8) on a CPU with VNNI and uint8 (U8U8) on one without.
-
-    Without VNNI, ONNX Runtime's x86 U8S8 kernels multiply with ``VPMADDUBSW``,
-    whose 16-bit sums can saturate; U8U8 kernels do not (ONNX Runtime's
-    quantization guide). Measured on an AVX2-only CPU (EfficientNet-Lite0, 128 px,
-    156 BUSI test images): label agreement with float32 87.8 % for U8S8 and
-    93.6 % for U8U8 (``benchmarks/int8_variants.py``).
-    """
-    if weight_type not in WEIGHT_TYPES:
-        raise ConfigError(f"weight_type must be one of {list(WEIGHT_TYPES)}. Got {weight_type!r} instead.")
-    if weight_type != "auto":
-        return weight_type
-    return "int8" if cpu_features()["vnni"] else "uint8"
+``"int8"`` (U8S8: uint8 activations, int8 weights) is ONNX Runtime's fast x86 path with
+or without VNNI; ``"uint8"`` (U8U8) avoids the 16-bit saturation of the U8S8 kernels on
+CPUs without VNNI but runs much slower. Measured on an AVX2-only CPU without VNNI
+(``benchmarks/int8_variants.py``): ResNet-18 at 224 px, batch 32, 2.27x float32 for U8S8
+and 1.15x for U8U8; EfficientNet-Lite0 at 128 px 1.17x and 0.15x, with label agreement
+on 156 BUSI test images of 87.8 % (U8S8) and 93.6 % (U8U8).
+"""
+DEFAULT_WEIGHT_TYPE = "int8"
 
 
 def _import_quantization() -> Any:
@@ -131,9 +122,6 @@ def int8_settings(
 ) -> dict[str, Any]:
     """The quantization settings, validated, as the export metadata records them (``calibration`` entry).
 
-    ``weight_type="auto"`` is resolved on this CPU (:func:`resolve_weight_type`) and
-    recorded as chosen, with the request.
-
     Raises
     ------
     ConfigError
@@ -153,7 +141,8 @@ def int8_settings(
             f"keep_float entries must be among {list(KEEP_FLOAT_CHOICES)} (nodes left in float32). "
             f"Got {unknown!r} instead."
         )
-    weights = resolve_weight_type(weight_type)
+    if weight_type not in WEIGHT_TYPES:
+        raise ConfigError(f"weight_type must be one of {list(WEIGHT_TYPES)}. Got {weight_type!r} instead.")
     flags = {
         "reduce_range": reduce_range,
         "symmetric_activations": symmetric_activations,
@@ -165,9 +154,8 @@ def int8_settings(
     return {
         "method": calibration_method,
         "format": "QDQ",
-        "weights": f"{weights} per channel" + (", 7-bit range" if reduce_range else ""),
-        "weight_type": weights,
-        "weight_type_requested": weight_type,
+        "weights": f"{weight_type} per channel" + (", 7-bit range" if reduce_range else ""),
+        "weight_type": weight_type,
         "activations": "uint8 per tensor" + (", symmetric" if symmetric_activations else ""),
         "reduce_range": reduce_range,
         "keep_float": sorted(set(keep_float)),
@@ -231,11 +219,10 @@ def int8_onnx_bytes(
     symmetric_activations : bool, default=False
         Symmetric activation ranges (ORT's ``ActivationSymmetric``).
     static_padding : bool, default=True
-    weight_type : {"auto", "int8", "uint8"}, default="auto"
-        Weight type: ``"int8"`` (U8S8, ONNX Runtime's fastest x86 kernels on CPUs with
-        VNNI), ``"uint8"`` (U8U8: no 16-bit saturation on CPUs without VNNI), or
-        ``"auto"``: chosen by :func:`resolve_weight_type` on the exporting CPU, so export
-        on (a CPU like) the one that will run the model.
+    weight_type : {"int8", "uint8"}, default="int8"
+        Weight type: ``"int8"`` (U8S8, ONNX Runtime's fast x86 kernels, with or without
+        VNNI) or ``"uint8"`` (U8U8: no 16-bit saturation on CPUs without VNNI, so labels
+        closer to float32 there, but much slower: measured figures in the CPU-speed guide).
 
     Raises
     ------
