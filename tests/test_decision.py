@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -96,6 +96,7 @@ calibration_sets = st.lists(
 
 @FAST
 @given(calibration_sets, st.floats(0.05, 1.0), st.floats(0.05, 1.0))
+@example(rows=[(0.0, False), (5e-324, False)], recall_a=0.5, recall_b=1.0)  # the midpoint underflows to 0
 def test_calibrated_threshold_keeps_normal_recall_and_is_monotone(
     rows: list[tuple[float, bool]], recall_a: float, recall_b: float
 ) -> None:

@@ -192,7 +192,8 @@ def calibrate_lesion_threshold(
     deciding = float(normal[needed - 1])
     above = values[values > deciding]
     if above.size:
-        threshold = (deciding + float(above.min())) / 2
+        # the midpoint, or the next float above the deciding score where the midpoint rounds down to it
+        threshold = max((deciding + float(above.min())) / 2, float(np.nextafter(deciding, np.inf)))
     else:
         threshold = float(np.nextafter(deciding, np.inf))
     return float(threshold)
