@@ -52,7 +52,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "U8U8 entropy": {**U8, "calibration_method": "entropy"},
     "U8U8 moving-average, keep first": {**U8, "calibration_method": "moving-average", "keep_float": ("first",)},
     "U8U8 entropy, keep first+last": {**U8, "calibration_method": "entropy", "keep_float": ("first", "last")},
-    "auto (the export default)": {},
 }
 
 

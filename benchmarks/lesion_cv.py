@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from breastus import Predictor, TrainConfig, UltrasoundDataset, __version__, cpu_features, cross_validate
+from breastus._run_files import CV_FILE, FOLD_FILE, OOF_FILE
 from breastus.evaluation import compute_binary_metrics, compute_metrics, evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,11 +52,11 @@ RECIPES = ("classifier", "multitask", "segment_then_classify")
 
 def read_run(run: Path) -> dict[str, Any]:
     """``cv.json`` of a finished ``breastus cv`` run, with each fold's test paths."""
-    if not (run / "cv.json").is_file():
-        raise SystemExit(f"{run} holds no cv.json; run `breastus cv ... --out {run}` first.")
-    report = json.loads((run / "cv.json").read_text("utf-8"))
+    if not (run / CV_FILE).is_file():
+        raise SystemExit(f"{run} holds no {CV_FILE}; run `breastus cv ... --out {run}` first.")
+    report = json.loads((run / CV_FILE).read_text("utf-8"))
     report["test_paths"] = [
-        json.loads((run / f"fold-{k}" / "fold.json").read_text("utf-8"))["paths"]
+        json.loads((run / f"fold-{k}" / FOLD_FILE).read_text("utf-8"))["paths"]
         for k in range(1, report["n_folds"] + 1)
     ]
     return report
@@ -63,7 +64,7 @@ def read_run(run: Path) -> dict[str, Any]:
 
 def oof_groups(run: Path) -> dict[str, str]:
     """Relative path -> duplicate group, as the run's audit grouped them."""
-    with (run / "oof_predictions.csv").open(encoding="utf-8") as handle:
+    with (run / OOF_FILE).open(encoding="utf-8") as handle:
         return {row["path"]: row["group"] for row in csv.DictReader(handle)}
 
 
@@ -103,11 +104,19 @@ def check_same_folds(runs: dict[str, dict[str, Any]]) -> None:
                 raise SystemExit(f"fold {k} of {name} holds other test images than {reference_name}: not comparable")
 
 
-def fused(multitask_run: Path, crops_run: Path, k: int, weight: float) -> Predictor:
-    """Fold ``k``'s multi-task predictor with fold ``k``'s crop classifier."""
-    multitask = Predictor.from_checkpoint(multitask_run / f"fold-{k}" / "best.pt", device="cpu")
-    crop = Predictor.from_checkpoint(crops_run / f"fold-{k}" / "best.pt", device="cpu")
-    return multitask.with_crop_classifier(crop, weight=weight)
+def fold_predictors(args: argparse.Namespace, k: int) -> dict[str, Predictor]:
+    """Fold ``k``'s predictor of each recipe; segment-then-classify wraps the loaded multi-task one."""
+    def load(run: Path) -> Predictor:
+        return Predictor.from_checkpoint(run / f"fold-{k}" / "best.pt", device="cpu")
+
+    multitask = load(args.multitask)
+    return {
+        "classifier": load(args.classifier),
+        "multitask": multitask,
+        "segment_then_classify": multitask.with_crop_classifier(
+            load(args.crops_run), weight=args.weight, margin=args.margin
+        ),
+    }
 
 
 def pooled_figures(parts: list[Any]) -> dict[str, Any]:
@@ -150,9 +159,8 @@ def busi_rows(args: argparse.Namespace, runs: dict[str, dict[str, Any]]) -> dict
     index = {str(p.relative_to(args.data)): i for i, p in enumerate(busi.paths)}
     parts = []
     for k, paths in enumerate(runs["multitask"]["test_paths"], start=1):
-        parts.append(
-            evaluate(fused(args.multitask, args.crops_run, k, args.weight), busi.subset([index[p] for p in paths]))
-        )
+        predictor = fold_predictors(args, k)["segment_then_classify"]
+        parts.append(evaluate(predictor, busi.subset([index[p] for p in paths])))
         print(f"  BUSI fold {k} segment-then-classify: accuracy {parts[-1].metrics.accuracy:.3f}", flush=True)
     rows["segment_then_classify"] = {
         **pooled_figures(parts),
@@ -165,24 +173,24 @@ def busi_rows(args: argparse.Namespace, runs: dict[str, dict[str, Any]]) -> dict
 def external_rows(args: argparse.Namespace, n_folds: int) -> dict[str, dict[str, Any]]:
     """BrEaST figures of each fold model (and their mean) and the ensemble's malignant AUC."""
     dataset = UltrasoundDataset.from_path(args.external)
+    folds: dict[str, list[dict[str, Any]]] = {name: [] for name in RECIPES}
+    probabilities: dict[str, list[np.ndarray]] = {name: [] for name in RECIPES}
+    for k in range(1, n_folds + 1):
+        for name, predictor in fold_predictors(args, k).items():
+            result = evaluate(predictor, dataset)
+            folds[name].append(figures(result))
+            probabilities[name].append(result.probabilities)
+            shown = {a: b for a, b in folds[name][-1].items() if b is not None}
+            print(f"  BrEaST {name} fold {k}: {json.dumps(shown)}", flush=True)
     rows: dict[str, dict[str, Any]] = {}
     for name in RECIPES:
-        folds, probabilities = [], []
-        for k in range(1, n_folds + 1):
-            if name == "segment_then_classify":
-                predictor = fused(args.multitask, args.crops_run, k, args.weight)
-            else:
-                run = args.classifier if name == "classifier" else args.multitask
-                predictor = Predictor.from_checkpoint(run / f"fold-{k}" / "best.pt", device="cpu")
-            result = evaluate(predictor, dataset)
-            folds.append(figures(result))
-            probabilities.append(result.probabilities)
-            print(f"  BrEaST {name} fold {k}: {json.dumps({a: b for a, b in folds[-1].items() if b is not None})}")
         mean = {
-            key: float(np.mean([f[key] for f in folds])) for key in folds[0] if all(f[key] is not None for f in folds)
+            key: float(np.mean([f[key] for f in folds[name]]))
+            for key in folds[name][0]
+            if all(f[key] is not None for f in folds[name])
         }
-        ensemble = compute_binary_metrics(result.labels, np.mean(probabilities, axis=0), list(result.class_names))
-        rows[name] = {"folds": folds, "mean": mean, "ensemble_malignant_auc": ensemble.auc}
+        ensemble = compute_binary_metrics(result.labels, np.mean(probabilities[name], axis=0), list(result.class_names))
+        rows[name] = {"folds": folds[name], "mean": mean, "ensemble_malignant_auc": ensemble.auc}
     return rows
 
 

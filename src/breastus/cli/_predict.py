@@ -134,10 +134,7 @@ def run(args: argparse.Namespace) -> int:
     frames = args.frames is not None
     chosen = parse_frames(args.frames) if frames else None  # a bad value fails before the model loads
     predictor = Predictor.from_checkpoint(
-        args.checkpoint,
-        device=args.device,
-        tta=args.tta,
-        batch_size=args.batch_size,
+        args.checkpoint, device=args.device, tta=args.tta, batch_size=args.batch_size,
         decision=args.decision,
         precision=args.precision,
     )
