@@ -15,6 +15,33 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+NO_SKIPS = "BREASTUS_NO_SKIPS"
+"""Set (by ``.ci/run``): a skipped test fails, unless its reason is in :data:`ALLOWED_SKIP_REASONS`."""
+ALLOWED_SKIP_REASONS = ("CUDA", "downloadable here")  # no GPU on CI; a network CI has makes an offline check moot
+
+
+def _forbid_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
+    """Turn ``report``'s skip into a failure where ``BREASTUS_NO_SKIPS`` is set and the reason is not allowed."""
+    if not (os.environ.get(NO_SKIPS) and report.skipped and not hasattr(report, "wasxfail")):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if not any(allowed in reason for allowed in ALLOWED_SKIP_REASONS):
+        report.outcome = "failed"
+        report.longrepr = f"skipped where {NO_SKIPS} forbids it: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A test skipped by a mark, a fixture (missing data) or ``pytest.skip``."""
+    outcome = yield
+    _forbid_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """A whole module skipped at import (``pytest.importorskip`` of a missing extra)."""
+    outcome = yield
+    _forbid_skip(outcome.get_result())
 
 
 def cli_error_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
