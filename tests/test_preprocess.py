@@ -61,7 +61,7 @@ def screen_capture(
         draw.line([(x, top), (x, top + height)], fill=230)
         for y in range(top, top + height, 15):
             draw.line([(x - 5, y), (x, y)], fill=230)
-    if top >= 14:  # burned-in text in the top margin
+    if top >= 20:  # burned-in text in the top margin, clear of the field of view by more than the 5 x 5 closing bridges
         font = ImageFont.load_default(size=max(8, top // 2))
         draw.text((left + 4, 1), "LT BREAST 12L5", fill=255, font=font)
     return np.asarray(canvas), (top, top + height, left, left + width)
